@@ -1,0 +1,73 @@
+"""`create_app(settings)`: the FastAPI application with its middleware, routers and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from agenthub import __version__
+from agenthub.auth.router import router as auth_router
+from agenthub.auth.user_router import admin_router
+from agenthub.auth.user_router import router as user_router
+from agenthub.config import Settings
+from agenthub.core.errors import install_error_handlers
+from agenthub.core.logging import configure_logging
+from agenthub.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from agenthub.core.openapi import install_openapi
+from agenthub.core.ratelimit import RateLimiter
+from agenthub.core.security import PasswordHasher
+from agenthub.db.engine import Database
+from agenthub.monitoring.health import router as health_router
+
+DESCRIPTION = (
+    "Self-hosted backend for AI-assistant and AI-agent applications: identity, workspace data, "
+    "background jobs and realtime events. Errors are RFC 9457 problem details."
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the database engine connects lazily and is disposed at shutdown."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings.signing_key  # noqa: B018 - create the persisted secret before serving
+    database = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    app = FastAPI(
+        title="agenthub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
+    app.state.limiter = RateLimiter()
+
+    install_error_handlers(app)
+    install_openapi(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "X-Process-Time", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, slow_seconds=settings.slow_request_seconds)
+
+    for router in (health_router, auth_router, user_router, admin_router):
+        app.include_router(router)
+    return app

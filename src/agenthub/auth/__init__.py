@@ -1,0 +1,1 @@
+"""Identity: users, login and tokens, API keys, profile, audit log."""

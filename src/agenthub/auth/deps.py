@@ -1,0 +1,123 @@
+"""Who is calling: `CurrentUser` and `AdminUser` from a JWT, an API key or the access cookie."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from agenthub.auth import service
+from agenthub.auth.models import User
+from agenthub.auth.service import ClientInfo
+from agenthub.config import Settings
+from agenthub.core.errors import Forbidden, Unauthorized
+from agenthub.core.ratelimit import RateLimiter
+from agenthub.core.security import (
+    PasswordHasher,
+    TokenError,
+    decode_access_token,
+    looks_like_jwt,
+    same,
+)
+from agenthub.db.session import DbSession
+
+ACCESS_COOKIE = "access_token"
+REFRESH_COOKIE = "refresh_token"
+CSRF_COOKIE = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_bearer = HTTPBearer(auto_error=False, description="JWT access token or API key")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+_cookie = APIKeyCookie(name=ACCESS_COOKIE, auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.hasher
+    return hasher
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
+
+
+def client_info(request: Request) -> ClientInfo:
+    return ClientInfo(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Hasher = Annotated[PasswordHasher, Depends(get_hasher)]
+Limiter = Annotated[RateLimiter, Depends(get_limiter)]
+Client = Annotated[ClientInfo, Depends(client_info)]
+
+_INVALID = "The credentials are invalid, expired or revoked."
+
+
+async def _user_from_token(db: DbSession, settings: Settings, token: str) -> User | None:
+    if looks_like_jwt(token):
+        try:
+            claims = decode_access_token(settings.signing_key, token)
+        except TokenError:
+            return None
+        return await service.active_user(db, claims["sub"])
+    return await service.user_for_api_key(db, token)
+
+
+def check_csrf(request: Request) -> None:
+    """Cookie-authenticated unsafe requests must echo the csrf cookie in `X-CSRF-Token`."""
+    if request.method in SAFE_METHODS:
+        return
+    cookie = request.cookies.get(CSRF_COOKIE)
+    header = request.headers.get(CSRF_HEADER)
+    if not cookie or not header or not same(cookie, header):
+        raise Forbidden(f"Cookie authentication needs the {CSRF_HEADER} header on this request.")
+
+
+async def current_user(
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> User:
+    """The authenticated, active user; 401 otherwise (403 for a cookie request without CSRF)."""
+    if bearer is not None:
+        user = await _user_from_token(db, settings, bearer.credentials)
+    elif api_key is not None:
+        user = await service.user_for_api_key(db, api_key)
+    elif cookie is not None:
+        user = await _user_from_token(db, settings, cookie)
+        if user is not None:
+            check_csrf(request)
+    else:
+        raise Unauthorized(
+            "Authentication required: a Bearer token, an X-API-Key or the access cookie.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if user is None:
+        raise Unauthorized(_INVALID, headers={"WWW-Authenticate": "Bearer"})
+    request.state.user_id = user.id
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("This route is for administrators.")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]

@@ -1,0 +1,178 @@
+"""`/v1/user` (profile, API keys, own audit, account deletion) and `/v1/admin/audit`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+from sqlalchemy import select
+
+from agenthub.auth import service
+from agenthub.auth.deps import AdminUser, Client, CurrentUser
+from agenthub.auth.models import AuditEvent, User
+from agenthub.auth.router import clear_auth_cookies
+from agenthub.auth.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    AuditEventOut,
+    Profile,
+    ProfilePatch,
+    Usage,
+)
+from agenthub.core.errors import problem_responses
+from agenthub.core.idempotency import IdempotencyDep
+from agenthub.core.pagination import Page, PageParams, keyset_page, page_params
+from agenthub.db.session import DbSession
+
+router = APIRouter(prefix="/v1/user", tags=["user"], responses=problem_responses(401))
+admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403))
+
+Paging = Annotated[PageParams, Depends(page_params)]
+KeyId = Annotated[str, Path(max_length=64)]
+
+
+async def _profile(db: DbSession, user: User) -> Profile:
+    keys = await service.list_api_keys(db, user.id)
+    return Profile(
+        id=user.id,
+        email=user.email,
+        username=user.username,
+        is_admin=user.is_admin,
+        created_at=user.created_at,
+        preferences=user.preferences,
+        api_key_prefixes=[k.prefix for k in keys],
+        usage=Usage(
+            prompt_tokens=user.prompt_tokens,
+            completion_tokens=user.completion_tokens,
+            total_tokens=user.prompt_tokens + user.completion_tokens,
+        ),
+    )
+
+
+@router.get("/profile", response_model=Profile)
+async def get_profile(user: CurrentUser, db: DbSession) -> Profile:
+    return await _profile(db, user)
+
+
+@router.patch("/profile", response_model=Profile, responses=problem_responses(422))
+async def patch_profile(body: ProfilePatch, user: CurrentUser, db: DbSession) -> Profile:
+    """Change the username and/or replace the preferences object."""
+    if "username" in body.model_fields_set:
+        user.username = body.username
+    if body.preferences is not None:
+        user.preferences = body.preferences
+    await db.flush()
+    return await _profile(db, user)
+
+
+@router.delete("", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_account(user: CurrentUser, db: DbSession, client: Client) -> Response:
+    """Delete the account: every token and key stops working at once; data is purged later."""
+    await service.soft_delete_user(db, user)
+    service.audit(db, "account.deleted", user_id=user.id, client=client)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    clear_auth_cookies(response)
+    return response
+
+
+@router.post(
+    "/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=problem_responses(409, 422),
+)
+async def create_api_key(
+    body: ApiKeyCreate,
+    user: CurrentUser,
+    db: DbSession,
+    client: Client,
+    idempotency: IdempotencyDep,
+) -> ApiKeyCreated:
+    """Create an API key; the secret `key` is in this response only."""
+
+    async def create() -> ApiKeyCreated:
+        key, secret = await service.create_api_key(
+            db, user, name=body.name, expires_in_days=body.expires_in_days
+        )
+        service.audit(db, "api_key.created", user_id=user.id, client=client, key_id=key.id)
+        return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
+
+    result: ApiKeyCreated = await idempotency.run(status.HTTP_201_CREATED, create)
+    return result
+
+
+@router.get("/api-keys", response_model=Page[ApiKeyOut])
+async def list_api_keys(user: CurrentUser, db: DbSession) -> Page[ApiKeyOut]:
+    keys = await service.list_api_keys(db, user.id)
+    return Page(data=[ApiKeyOut.model_validate(k) for k in keys], has_more=False, next_cursor=None)
+
+
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404),
+)
+async def delete_api_key(key_id: KeyId, user: CurrentUser, db: DbSession, client: Client) -> None:
+    await service.delete_api_key(db, user.id, key_id)
+    service.audit(db, "api_key.revoked", user_id=user.id, client=client, key_id=key_id)
+
+
+@router.post(
+    "/api-key/reset",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=problem_responses(409, 422),
+)
+async def reset_api_keys(
+    user: CurrentUser, db: DbSession, client: Client, idempotency: IdempotencyDep
+) -> ApiKeyCreated:
+    """Revoke every API key of the account and issue one new key."""
+
+    async def reset() -> ApiKeyCreated:
+        revoked = await service.delete_all_api_keys(db, user.id)
+        key, secret = await service.create_api_key(db, user, name="default", expires_in_days=None)
+        service.audit(
+            db, "api_key.reset", user_id=user.id, client=client, revoked=revoked, key_id=key.id
+        )
+        return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
+
+    result: ApiKeyCreated = await idempotency.run(status.HTTP_201_CREATED, reset)
+    return result
+
+
+async def _audit_page(
+    db: DbSession, paging: PageParams, user_id: str | None, action: str | None
+) -> Page[AuditEventOut]:
+    stmt = select(AuditEvent)
+    if user_id is not None:
+        stmt = stmt.where(AuditEvent.user_id == user_id)
+    if action is not None:
+        stmt = stmt.where(AuditEvent.action == action)
+    rows, has_more, cursor = await keyset_page(db, stmt, AuditEvent.id, paging, "aud")
+    return Page(
+        data=[AuditEventOut.model_validate(r) for r in rows], has_more=has_more, next_cursor=cursor
+    )
+
+
+ActionFilter = Annotated[str | None, Query(max_length=64, description="e.g. auth.login")]
+
+
+@router.get("/audit", response_model=Page[AuditEventOut], responses=problem_responses(422))
+async def own_audit(
+    user: CurrentUser, db: DbSession, paging: Paging, action: ActionFilter = None
+) -> Page[AuditEventOut]:
+    """Security events of the caller's account, newest first."""
+    return await _audit_page(db, paging, user.id, action)
+
+
+@admin_router.get("/audit", response_model=Page[AuditEventOut], responses=problem_responses(422))
+async def admin_audit(
+    admin: AdminUser,
+    db: DbSession,
+    paging: Paging,
+    action: ActionFilter = None,
+    user_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[AuditEventOut]:
+    """Security events of every account, newest first."""
+    return await _audit_page(db, paging, user_id, action)

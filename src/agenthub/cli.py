@@ -1,0 +1,136 @@
+"""The `agenthub` command: serve, migrate, config, user, token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agenthub.auth import service
+from agenthub.auth.service import ClientInfo
+from agenthub.config import Settings
+from agenthub.core.errors import AgentHubError
+from agenthub.core.logging import configure_logging
+from agenthub.core.security import PasswordHasher, encode_access_token
+from agenthub.db import migrate
+from agenthub.db.engine import Database
+
+app = typer.Typer(help="agenthub: backend for AI-assistant and AI-agent applications.")
+user_app = typer.Typer(help="Manage user accounts.")
+app.add_typer(user_app, name="user")
+console = Console(stderr=True)
+
+CLI_CLIENT = ClientInfo(ip=None, user_agent="agenthub-cli")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes")] = 1,
+) -> None:
+    """Run the API server (SQLite and in-process backends unless configured otherwise)."""
+    settings = _settings()
+    if settings.migrate_on_start:
+        migrate.upgrade(settings.database_url)
+    settings.signing_key  # noqa: B018 - persist the secret once, before workers start
+    uvicorn.run(
+        "agenthub.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command("migrate")
+def migrate_command(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="Downgrade to the revision")] = False,
+) -> None:
+    """Apply (or with --down, revert) schema migrations."""
+    settings = _settings()
+    if down:
+        migrate.downgrade(settings.database_url, revision if revision != "head" else "-1")
+    else:
+        migrate.upgrade(settings.database_url, revision)
+    console.print(f"[green]database at {revision}[/green]")
+
+
+@app.command()
+def config() -> None:
+    """Print the effective settings, secrets masked."""
+    typer.echo(json.dumps(Settings().masked(), indent=2, default=str))
+
+
+@asynccontextmanager
+async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    database = Database(settings)
+    try:
+        async with database.transaction() as db:
+            yield db
+    finally:
+        await database.dispose()
+
+
+async def _create_user(settings: Settings, email: str, password: str, admin: bool) -> str:
+    hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
+    async with _transaction(settings) as db:
+        user = await service.create_user(db, hasher, email=email, password=password, is_admin=admin)
+        service.audit(
+            db, "admin.user_created", user_id=user.id, actor_id=None, client=CLI_CLIENT, admin=admin
+        )
+        return user.id
+
+
+async def _access_token(settings: Settings, email: str) -> str:
+    async with _transaction(settings) as db:
+        user = await service.active_user_by_email(db, email)
+    if user is None:
+        raise typer.BadParameter(f"no active user with email {email}")
+    token, _ = encode_access_token(
+        settings.signing_key, user.id, minutes=settings.access_token_minutes
+    )
+    return token
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="Email address")],
+    password: Annotated[str, typer.Option(help="Password (8 characters or more)")],
+    admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role")] = False,
+) -> None:
+    """Create a user account without the HTTP API."""
+    if len(password) < 8:
+        raise typer.BadParameter("the password needs 8 characters or more")
+    settings = _settings()
+    if settings.migrate_on_start:
+        migrate.upgrade(settings.database_url)
+    try:
+        user_id = asyncio.run(_create_user(settings, email, password, admin))
+    except AgentHubError as exc:
+        console.print(f"[red]{exc.detail or exc.title}[/red]")
+        raise typer.Exit(1) from exc
+    typer.echo(user_id)
+
+
+@app.command()
+def token(email: Annotated[str, typer.Option(help="Email of an existing user")]) -> None:
+    """Print an access token for a user (scripted set-up)."""
+    typer.echo(asyncio.run(_access_token(_settings(), email)))

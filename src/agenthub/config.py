@@ -1,0 +1,108 @@
+"""One typed settings object: environment (`AGENTHUB_*`) first, `.env` second."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SECRET_FILE = ".agenthub-secret"  # noqa: S105 - a file name
+
+
+class Settings(BaseSettings):
+    """Every setting of agenthub; see `agenthub config` for the effective values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTHUB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./agenthub.db"
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    secret_file: Path = Path(SECRET_FILE)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    environment: Literal["development", "production", "test"] = "development"
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    auto_migrate: bool | None = None  # default: only for SQLite (embedded mode)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = 1_048_576
+    slow_request_seconds: float = 2.0
+
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    cookie_secure: bool = True
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+    login_limit_ip: str = "30/minute"
+    login_limit_account: str = "10/minute"
+    account_retention_days: int = 30
+
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_timeout_seconds: float = 5.0
+
+    max_sessions_per_agent_type: int = 5
+    job_lease_seconds: int = 30
+    files_dir: Path = Path("./files")
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    cli_command: str | None = None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_on_start(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The JWT signing secret: configured, or generated once and kept in `secret_file`."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.secret_file
+        if path.exists():
+            return path.read_text().strip()
+        value = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        return value
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with secrets and credentials in URLs masked."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = "**********"
+            elif name.endswith("_url") and isinstance(value, str):
+                out[name] = _mask_url(value)
+            else:
+                out[name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url

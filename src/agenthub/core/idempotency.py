@@ -1,0 +1,128 @@
+"""`Idempotency-Key` for creating POSTs: a repeat within 24 h replays the first response.
+
+The record is written in the same transaction as what the request creates, so either both
+exist or neither does; a concurrent duplicate hits the primary key and gets 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
+from sqlalchemy import JSON, String, delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.responses import JSONResponse
+
+from agenthub.core.errors import Conflict, FieldError, ValidationFailed
+from agenthub.db.base import Base, utcnow
+from agenthub.db.session import DbSession
+
+TTL = timedelta(hours=24)
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int]
+    body: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Idempotency:
+    """Runs a creating handler at most once per (caller, key, body)."""
+
+    def __init__(self, db: AsyncSession, request: Request, key: str | None) -> None:
+        self.db = db
+        self.request = request
+        self.key = key
+
+    def _scope(self) -> str:
+        user_id = getattr(self.request.state, "user_id", None)
+        if user_id:
+            return str(user_id)
+        host = self.request.client.host if self.request.client else "unknown"
+        return f"ip:{host}"
+
+    async def _request_hash(self) -> str:
+        digest = hashlib.sha256(f"{self.request.method} {self.request.url.path}\n".encode())
+        if self.request.headers.get("content-type", "").startswith("application/json"):
+            digest.update(await self.request.body())
+        return digest.hexdigest()
+
+    async def run(self, status_code: int, produce: Callable[[], Awaitable[BaseModel]]) -> Any:
+        """The response of `produce()`, or the stored one for a repeated key and body."""
+        if self.key is None:
+            return _json(status_code, await produce())
+        scope, request_hash = self._scope(), await self._request_hash()
+        record = await self.db.get(IdempotencyRecord, (scope, self.key))
+        if record is not None and record.created_at < utcnow() - TTL:
+            await self.db.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == scope, IdempotencyRecord.key == self.key
+                )
+            )
+            record = None
+        if record is not None:
+            if record.request_hash != request_hash:
+                raise ValidationFailed(
+                    "This Idempotency-Key was used with a different request.",
+                    errors=[FieldError(field="Idempotency-Key", message="reused with a new body")],
+                )
+            return JSONResponse(
+                record.body, status_code=record.status_code, headers={REPLAY_HEADER: "true"}
+            )
+        response = _json(status_code, await produce())
+        self.db.add(
+            IdempotencyRecord(
+                scope=scope,
+                key=self.key,
+                request_hash=request_hash,
+                status_code=status_code,
+                body=response.body_json,
+            )
+        )
+        try:
+            await self.db.flush()
+        except IntegrityError as exc:
+            raise Conflict("A request with this Idempotency-Key is already in progress.") from exc
+        return response
+
+
+class _Response(JSONResponse):
+    def __init__(self, status_code: int, content: Any) -> None:
+        super().__init__(content, status_code=status_code)
+        self.body_json = content
+
+
+def _json(status_code: int, model: BaseModel) -> _Response:
+    return _Response(status_code, jsonable_encoder(model))
+
+
+def _idempotency(
+    request: Request,
+    db: DbSession,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Repeat a creating request safely: same key and body within 24 h "
+            "returns the first response.",
+        ),
+    ] = None,
+) -> Idempotency:
+    return Idempotency(db, request, idempotency_key)
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

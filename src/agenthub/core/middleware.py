@@ -1,0 +1,162 @@
+"""Pure-ASGI middleware: request context (id, timing, headers, last-resort errors), body limit."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agenthub.core.errors import problem_response, render_unexpected
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+SECURITY_HEADERS: Mapping[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+}
+
+log = structlog.get_logger("agenthub.http")
+
+
+class RequestContextMiddleware:
+    """Binds a request id into every log line, times the request and answers a crash with 500.
+
+    Exceptions that escape every handler are rendered here (not re-raised), so no traceback
+    ever reaches a client and the log line carries the request id.
+    """
+
+    def __init__(self, app: ASGIApp, *, slow_seconds: float = 2.0) -> None:
+        self.app = app
+        self.slow_seconds = slow_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, method=scope.get("method", "WS"), path=scope["path"]
+        )
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                headers["X-Process-Time"] = f"{time.perf_counter() - started:.6f}"
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            if scope["type"] != "http" or status:
+                raise
+            await render_unexpected(exc)(scope, receive, send_with_headers)
+        finally:
+            if scope["type"] == "http":
+                self._log(scope, status, time.perf_counter() - started)
+            structlog.contextvars.clear_contextvars()
+
+    def _log(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        fields = {
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 2),
+            "route": getattr(route, "path", None),
+            "user_id": scope.get("state", {}).get("user_id"),
+        }
+        if elapsed >= self.slow_seconds:
+            log.warning("slow_request", **fields)
+        else:
+            log.info("request", **fields)
+
+
+class BodyLimitMiddleware:
+    """Answers 413 problem+json for bodies over the limit, declared or streamed.
+
+    `limits` maps path prefixes to their own limit (uploads); the longest matching prefix wins.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, limits: Mapping[str, int] | None = None
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.limits = sorted((limits or {}).items(), key=lambda kv: -len(kv[0]))
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self.limits:
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit_for(scope["path"])
+        too_large = problem_response(
+            413,
+            code="payload-too-large",
+            detail=f"The request body exceeds the limit of {limit} bytes.",
+        )
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            await too_large(scope, receive, send)
+            return
+        received = 0
+        overflowed = False
+        replaced = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, overflowed
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    overflowed = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal replaced
+            if overflowed:
+                if not replaced:
+                    replaced = True
+                    await too_large(scope, receive, send)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _BodyTooLarge:
+            if not replaced:
+                await too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

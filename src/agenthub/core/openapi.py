@@ -1,0 +1,49 @@
+"""OpenAPI document: every operation documents its problem+json errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from agenthub.core.errors import PROBLEM_JSON, FieldError, Problem
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_PROBLEM_RESPONSE = {
+    "description": "Problem details",
+    "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
+}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Replace FastAPI's default 422 schema by problem details and add a `default` problem."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["Problem"] = Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components["Problem"].pop("$defs", None)
+        components["FieldError"] = FieldError.model_json_schema()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                for code, response in list(responses.items()):
+                    if code.startswith(("4", "5")):
+                        responses[code] = {
+                            "description": response.get("description", "Problem details"),
+                            "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
+                        }
+                responses.setdefault("default", _PROBLEM_RESPONSE)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

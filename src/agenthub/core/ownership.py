@@ -1,0 +1,41 @@
+"""Per-user isolation: every owned row is read through these, so no route forgets the check."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlalchemy import ForeignKey, Select, String, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from agenthub.core.errors import NotFound
+
+
+class Owned:
+    """Mixin for tables whose rows belong to one user."""
+
+    id: Mapped[str]
+
+    @declared_attr
+    def user_id(cls) -> Mapped[str]:
+        return mapped_column(
+            String(40), ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+
+
+OwnedT = TypeVar("OwnedT", bound=Owned)
+
+
+def owned_by(model: type[OwnedT], user_id: str) -> Select[OwnedT]:
+    """`SELECT model WHERE user_id = :user_id`, the start of every list query."""
+    return select(model).where(model.user_id == user_id)
+
+
+async def get_owned(
+    db: AsyncSession, model: type[OwnedT], item_id: str, user_id: str, *, what: str | None = None
+) -> OwnedT:
+    """The row with this id if it belongs to the user; 404 otherwise (never 403, never a hint)."""
+    row = await db.scalar(owned_by(model, user_id).where(model.id == item_id))
+    if row is None:
+        raise NotFound(f"{what or model.__name__} {item_id!r} not found.")
+    return row

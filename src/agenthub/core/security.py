@@ -1,0 +1,93 @@
+"""Password hashing (Argon2id), access tokens (JWT, HS256) and opaque secret tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+JWT_ALGORITHM = "HS256"
+API_KEY_PREFIX = "ahk_"
+API_KEY_DISPLAY_CHARS = 12
+
+
+class PasswordHasher:
+    """Argon2id with configurable cost (tests lower it; production keeps the defaults)."""
+
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+        self._hash = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib),))
+        self._dummy = self._hash.hash(secrets.token_hex(8))
+
+    def hash(self, password: str) -> str:
+        return self._hash.hash(password)
+
+    def verify(self, password: str, hashed: str | None) -> bool:
+        """Constant work whether or not the account exists (`hashed` None verifies a dummy)."""
+        if hashed is None:
+            self._hash.verify(password, self._dummy)
+            return False
+        return self._hash.verify(password, hashed)
+
+
+class TokenError(Exception):
+    """An access token that is malformed, forged, expired or of the wrong kind."""
+
+
+def encode_access_token(
+    secret: str, user_id: str, *, minutes: int, extra: dict[str, Any] | None = None
+) -> tuple[str, int]:
+    """A signed JWT for `user_id` and its lifetime in seconds."""
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(minutes=minutes),
+        "jti": secrets.token_hex(8),
+        "typ": "access",
+        **(extra or {}),
+    }
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), minutes * 60
+
+
+def decode_access_token(secret: str, token: str) -> dict[str, Any]:
+    """The claims of a valid access token; raises TokenError otherwise (`alg: none` included)."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["sub", "exp", "iat", "typ"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise TokenError(str(exc)) from exc
+    if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
+        raise TokenError("not an access token")
+    return claims
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and not token.startswith(API_KEY_PREFIX)
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_opaque_token() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def token_digest(token: str) -> str:
+    """The stored form of an API key or refresh token: high-entropy, so a plain SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
