@@ -1,0 +1,176 @@
+"""Every API test runs twice: on SQLite and on PostgreSQL, each built with `alembic upgrade head`.
+
+PostgreSQL gets a fresh database per test run (dropped at the end). Between tests every table
+is emptied, so each test starts from a clean, migrated schema. When `CI` is set and PostgreSQL
+is unreachable the run fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from agenthub.app import create_app
+from agenthub.auth import service
+from agenthub.config import Settings
+from agenthub.db import migrate
+from agenthub.db.models import Base
+from support import PASSWORD, Account
+
+PG_ADMIN_DSN = os.environ.get(
+    "AGENTHUB_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ("sqlite", "postgres")
+TEST_SECRET = "test-signing-key-" + "x" * 32
+
+
+def _pg_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def _pg_admin(statement: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, migrated to head."""
+    name = f"agenthub_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    url = _pg_url(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite file for this run, migrated to head."""
+    path = tmp_path_factory.mktemp("db") / "agenthub.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "secret_key": TEST_SECRET,
+        "environment": "test",
+        "log_format": "json",
+        "log_level": "WARNING",
+        "password_time_cost": 1,
+        "password_memory_kib": 1024,
+        "cookie_secure": False,
+        "files_dir": tmp_path / "files",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+async def empty_tables(app: FastAPI) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    async with app.state.database.transaction() as db:
+        if db.bind.dialect.name == "postgresql":
+            await db.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+        else:
+            for table in tables:
+                await db.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our own names
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        try:
+            yield application
+        finally:
+            await empty_tables(application)
+
+
+def asgi_client(app: FastAPI, client_ip: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_ip, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app) as c:
+        yield c
+
+
+AccountFactory = Callable[..., Awaitable[Account]]
+
+
+@pytest.fixture
+def make_account(client: httpx.AsyncClient) -> AccountFactory:
+    """Register and log in a new user (`make_account()`, `make_account(email=...)`)."""
+
+    async def make(email: str | None = None, password: str = PASSWORD) -> Account:
+        email = email or f"user-{secrets.token_hex(4)}@example.com"
+        created = await client.post("/v1/auth/register", json={"email": email, "password": password})
+        assert created.status_code == 201, created.text
+        login = await client.post("/v1/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        tokens = login.json()
+        return Account(
+            id=created.json()["id"],
+            email=email,
+            password=password,
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+        )
+
+    return make
+
+
+@pytest.fixture
+async def account(make_account: AccountFactory) -> Account:
+    return await make_account()
+
+
+@pytest.fixture
+async def admin(app: FastAPI, client: httpx.AsyncClient) -> Account:
+    """A logged-in administrator (created as `agenthub user create --admin` does)."""
+    email = f"admin-{secrets.token_hex(4)}@example.com"
+    async with app.state.database.transaction() as db:
+        user = await service.create_user(
+            db, app.state.hasher, email=email, password=PASSWORD, is_admin=True
+        )
+    login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    tokens = login.json()
+    return Account(user.id, email, PASSWORD, tokens["access_token"], tokens["refresh_token"])
