@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agenthub.core.ids import new_id
+from agenthub.core.ownership import Owned
 from agenthub.db.base import Base, Timestamped, utcnow
 
 
@@ -41,11 +42,10 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
-class ApiKey(Base):
+class ApiKey(Owned, Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)

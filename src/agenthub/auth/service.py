@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.auth.models import ApiKey, AuditEvent, RefreshToken, User
-from agenthub.core.errors import Conflict, NotFound, Unauthorized
+from agenthub.core.errors import Conflict, Unauthorized
 from agenthub.core.ids import new_id
+from agenthub.core.ownership import get_owned, owned_by
 from agenthub.core.security import (
     API_KEY_DISPLAY_CHARS,
     PasswordHasher,
@@ -208,16 +209,11 @@ async def create_api_key(
 
 
 async def list_api_keys(db: AsyncSession, user_id: str) -> list[ApiKey]:
-    rows = await db.scalars(
-        select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id.desc())
-    )
-    return list(rows)
+    return list(await db.scalars(owned_by(ApiKey, user_id).order_by(ApiKey.id.desc())))
 
 
 async def delete_api_key(db: AsyncSession, user_id: str, key_id: str) -> None:
-    result = await db.execute(delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id))
-    if not getattr(result, "rowcount", 0):
-        raise NotFound(f"API key {key_id!r} not found.")
+    await db.delete(await get_owned(db, ApiKey, key_id, user_id, what="API key"))
 
 
 async def delete_all_api_keys(db: AsyncSession, user_id: str) -> int:
