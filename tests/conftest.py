@@ -93,7 +93,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "files_dir": tmp_path / "files",
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ cookie mode with CSRF, and login rate limits."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -18,8 +19,10 @@ import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from agenthub.app import create_app
+from agenthub.auth.models import RefreshToken
 from conftest import TEST_SECRET, AccountFactory, asgi_client, empty_tables, make_settings
 from support import PASSWORD, Account
 
@@ -156,7 +159,15 @@ async def test_register_duplicate_email_ignores_case(client: httpx.AsyncClient) 
         ({"email": "a@example.com"}, "password"),
         ({"password": PASSWORD}, "email"),
     ],
-    ids=["bad-email", "short-password", "unknown-field", "is-admin", "bad-username", "no-pw", "no-email"],
+    ids=[
+        "bad-email",
+        "short-password",
+        "unknown-field",
+        "is-admin",
+        "bad-username",
+        "no-pw",
+        "no-email",
+    ],
 )
 async def test_register_validation_errors(
     client: httpx.AsyncClient, payload: dict[str, Any], field: str
@@ -217,6 +228,17 @@ async def test_register_idempotency_key_with_another_body_is_422(
     assert "Idempotency-Key" in field_errors(body)
     # The second account was not created.
     assert_problem(await login(client, other), 401)
+
+
+async def test_concurrent_registrations_of_one_email_create_one_account(
+    client: httpx.AsyncClient,
+) -> None:
+    email = new_email()
+    responses = await asyncio.gather(*(register(client, email) for _ in range(3)))
+    assert sorted(r.status_code for r in responses) == [201, 409, 409]
+    for response in responses:
+        if response.status_code == 409:
+            assert_problem(response, 409)
 
 
 # --- login ----------------------------------------------------------------------------------
@@ -493,6 +515,34 @@ async def test_refresh_reuse_leaves_other_logins_alive(
     assert (await refresh(client, other_login)).status_code == 200
 
 
+async def test_concurrent_refresh_with_one_token_rotates_it_once(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    responses = await asyncio.gather(*(refresh(client, account.refresh_token) for _ in range(3)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 401, 401]
+    for response in responses:
+        if response.status_code != 200:
+            assert_problem(response, 401)
+    winner = next(r for r in responses if r.status_code == 200).json()["refresh_token"]
+    # Presenting the token more than once is reuse: the whole family is revoked.
+    assert_problem(await refresh(client, winner), 401)
+    assert "auth.refresh_reuse" in await own_actions(client, account)
+
+
+async def test_expired_refresh_token_is_401(
+    client: httpx.AsyncClient, app: FastAPI, account: Account
+) -> None:
+    async with app.state.database.transaction() as db:  # time travel: the login is 31 days old
+        await db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == account.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    body = assert_problem(await refresh(client, account.refresh_token), 401)
+    assert "expired" in body["detail"]
+
+
 @pytest.mark.parametrize(
     "token", ["garbage", "x" * 64, "ahk_something"], ids=["garbage", "long", "api-key"]
 )
@@ -535,7 +585,9 @@ async def test_logout_revokes_tokens_rotated_from_that_login(
     client: httpx.AsyncClient, account: Account
 ) -> None:
     rotated = (await refresh(client, account.refresh_token)).json()["refresh_token"]
-    assert (await client.post("/v1/auth/logout", json={"refresh_token": rotated})).status_code == 204
+    assert (
+        await client.post("/v1/auth/logout", json={"refresh_token": rotated})
+    ).status_code == 204
     assert_problem(await refresh(client, rotated), 401)
 
 
@@ -644,6 +696,42 @@ async def test_cookie_write_with_csrf_header_succeeds(
     assert response.json()["username"] == "cookie_user"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "payload"),
+    [
+        ("POST", "/v1/user/api-keys", {"name": "csrf"}),
+        ("POST", "/v1/user/api-key/reset", None),
+        ("DELETE", "/v1/user/api-keys/key_01JAAAAAAAAAAAAAAAAAAAAAAA", None),
+        ("DELETE", "/v1/user", None),
+    ],
+    ids=["create-key", "reset-keys", "delete-key", "delete-account"],
+)
+async def test_every_cookie_write_needs_csrf(
+    browser: httpx.AsyncClient,
+    account: Account,
+    method: str,
+    path: str,
+    payload: dict[str, Any] | None,
+) -> None:
+    await cookie_login(browser, account)
+    response = await browser.request(method, path, json=payload)
+    assert_problem(response, 403)
+    # Nothing happened: the account is alive and has no keys.
+    profile = await browser.get("/v1/user/profile")
+    assert profile.status_code == 200
+    assert profile.json()["api_key_prefixes"] == []
+
+
+async def test_cookie_delete_account_with_csrf_clears_cookies(
+    browser: httpx.AsyncClient, account: Account
+) -> None:
+    csrf = (await cookie_login(browser, account)).json()["csrf_token"]
+    response = await browser.delete("/v1/user", headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 204
+    assert set(set_cookies(response)) == {"access_token", "refresh_token", "csrf_token"}
+    assert not browser.cookies
+
+
 async def test_invalid_access_cookie_is_401(browser: httpx.AsyncClient) -> None:
     browser.cookies.set("access_token", "not-a-jwt")
     assert_problem(await browser.get("/v1/user/profile"), 401)
@@ -671,7 +759,9 @@ async def test_cookie_refresh_needs_csrf_and_rotates_cookies(
     assert new["refresh_token"]["httponly"] is True
     # The browser now uses the new cookies, and the new CSRF token guards writes.
     patched = await browser.patch(
-        "/v1/user/profile", json={"username": "rotated"}, headers={"X-CSRF-Token": body["csrf_token"]}
+        "/v1/user/profile",
+        json={"username": "rotated"},
+        headers={"X-CSRF-Token": body["csrf_token"]},
     )
     assert patched.status_code == 200
     # The old refresh cookie is spent: presenting it again is reuse.

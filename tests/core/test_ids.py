@@ -24,4 +24,22 @@ def test_is_valid_checks_prefix_and_body() -> None:
     assert not is_valid("ses_" + "I" * 26, "ses")  # not Crockford base32
     assert not is_valid("ses_short", "ses")
     assert not is_valid("garbage", "ses")
-    assert {"usr", "prj", "agt", "ses", "msg", "tex", "job", "wfl", "fil", "key", "con", "ide"} <= PREFIXES
+    assert {
+        "usr",
+        "prj",
+        "agt",
+        "ses",
+        "msg",
+        "tex",
+        "job",
+        "wfl",
+        "fil",
+        "key",
+        "con",
+        "ide",
+    } <= PREFIXES
+
+
+def test_ids_created_in_a_burst_keep_their_order() -> None:
+    ids = [new_id("msg") for _ in range(5000)]
+    assert ids == sorted(ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -130,17 +130,36 @@ async def rotate_refresh_token(
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise Unauthorized("The refresh token is invalid or expired.")
     if row.rotated_at is not None:
-        await revoke_family(db, row.family_id, now)
-        audit(db, "auth.refresh_reuse", user_id=row.user_id, client=client, family=row.family_id)
-        raise Unauthorized(
-            "The refresh token was already used; this login has been revoked.", keep_writes=True
-        )
+        await _refresh_reused(db, row, now, client)
     user = await db.get(User, row.user_id)
     if user is None or user.deleted_at is not None:
         raise Unauthorized("The refresh token is invalid or expired.")
-    row.rotated_at = now
+    # Compare-and-set, so that of concurrent requests presenting one token exactly one rotates
+    # it and the others count as reuse (SQLite ignores FOR UPDATE).
+    claimed = await db.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == row.id,
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(rotated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(claimed, "rowcount", 0):
+        await _refresh_reused(db, row, now, client)
     new_token = await issue_refresh_token(db, user.id, days=days, family_id=row.family_id)
     return user, new_token
+
+
+async def _refresh_reused(
+    db: AsyncSession, row: RefreshToken, now: datetime, client: ClientInfo
+) -> NoReturn:
+    await revoke_family(db, row.family_id, now)
+    audit(db, "auth.refresh_reuse", user_id=row.user_id, client=client, family=row.family_id)
+    raise Unauthorized(
+        "The refresh token was already used; this login has been revoked.", keep_writes=True
+    )
 
 
 async def revoke_family(db: AsyncSession, family_id: str, now: datetime | None = None) -> None:
@@ -173,7 +192,7 @@ async def user_for_api_key(db: AsyncSession, key: str) -> User | None:
     ).first()
     if row is None:
         return None
-    api_key, user = row.tuple()
+    api_key, user = row
     now = utcnow()
     if api_key.expires_at is not None and api_key.expires_at <= now:
         return None

@@ -17,6 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from agenthub.config import Settings
 from agenthub.core.errors import AgentHubError
+from agenthub.core.events import Publisher, log_publisher, take_pending
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -53,13 +54,15 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.publisher: Publisher = log_publisher
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back on error.
 
         An `AgentHubError` with `keep_writes` (failed login, refresh-token reuse) still commits
-        what the request recorded before it failed.
+        what the request recorded before it failed. Domain events recorded with
+        `core.events.emit` are published once the commit succeeded.
         """
         async with self.sessions() as session:
             try:
@@ -69,6 +72,8 @@ class Database:
                     await session.commit()
                 raise
             await session.commit()
+            if events := take_pending(session):
+                await self.publisher(events)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

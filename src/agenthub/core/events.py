@@ -1,0 +1,48 @@
+"""Domain events: recorded in a unit of work, published only after it commits.
+
+Services call `emit(db, ...)` next to the write; `Database.transaction` hands the recorded
+events to the app's publisher once the commit succeeded, so no client ever hears of a change
+that was rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agenthub.db.base import utcnow
+
+_PENDING = "agenthub.events"
+
+log = structlog.get_logger("agenthub.events")
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    channel: str
+    event: str
+    data: dict[str, Any]
+    ts: str = field(default_factory=lambda: utcnow().isoformat().replace("+00:00", "Z"))
+
+
+Publisher = Callable[[list[DomainEvent]], Awaitable[None]]
+
+
+def emit(db: AsyncSession, channel: str, event: str, data: dict[str, Any]) -> None:
+    """Record an event to publish on `channel` after this unit of work commits."""
+    db.info.setdefault(_PENDING, []).append(DomainEvent(channel, event, data))
+
+
+def take_pending(db: AsyncSession) -> list[DomainEvent]:
+    pending: list[DomainEvent] = db.info.pop(_PENDING, [])
+    return pending
+
+
+async def log_publisher(events: list[DomainEvent]) -> None:
+    """The publisher until a realtime broker is wired: a debug line per event."""
+    for item in events:
+        log.debug("domain_event", channel=item.channel, domain_event=item.event)
