@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from agenthub import __version__
+from agenthub.agents.router import router as agents_router
 from agenthub.auth.router import router as auth_router
 from agenthub.auth.user_router import admin_router
 from agenthub.auth.user_router import router as user_router
@@ -20,7 +21,11 @@ from agenthub.core.openapi import install_openapi
 from agenthub.core.ratelimit import RateLimiter
 from agenthub.core.security import PasswordHasher
 from agenthub.db.engine import Database
+from agenthub.files.router import router as files_router
 from agenthub.monitoring.health import router as health_router
+from agenthub.projects.router import router as projects_router
+from agenthub.search.router import router as search_router
+from agenthub.sessions.router import router as sessions_router
 
 DESCRIPTION = (
     "Self-hosted backend for AI-assistant and AI-agent applications: identity, workspace data, "
@@ -68,6 +73,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware, slow_seconds=settings.slow_request_seconds)
 
-    for router in (health_router, auth_router, user_router, admin_router):
+    for router in (
+        health_router,
+        auth_router,
+        user_router,
+        admin_router,
+        projects_router,
+        agents_router,
+        sessions_router,
+        files_router,
+        search_router,
+    ):
         app.include_router(router)
     return app

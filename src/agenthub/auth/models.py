@@ -44,6 +44,7 @@ class RefreshToken(Base):
 
 class ApiKey(Owned, Base):
     __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_user_id", "user_id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
     name: Mapped[str] = mapped_column(String(100))

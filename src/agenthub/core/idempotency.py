@@ -109,7 +109,7 @@ def _json(status_code: int, model: BaseModel) -> _Response:
     return _Response(status_code, jsonable_encoder(model))
 
 
-def _idempotency(
+async def _idempotency(
     request: Request,
     db: DbSession,
     idempotency_key: Annotated[

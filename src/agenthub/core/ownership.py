@@ -12,14 +12,18 @@ from agenthub.core.errors import NotFound
 
 
 class Owned:
-    """Mixin for tables whose rows belong to one user."""
+    """Mixin for tables whose rows belong to one user.
+
+    `user_id` is not indexed alone: each table declares the composite index its queries
+    need, led by `user_id` (e.g. `(user_id, id)` for keyset lists).
+    """
 
     id: Mapped[str]
 
     @declared_attr
     def user_id(cls) -> Mapped[str]:
         return mapped_column(
-            String(40), ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False
+            String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
         )
 
 

@@ -36,7 +36,7 @@ class PageParams:
     order: Literal["asc", "desc"]
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     after: Annotated[
         str | None, Query(max_length=64, description="Cursor: items after this id")

@@ -1,0 +1,1 @@
+"""Agents: configured assistants with a runner, a model and a status."""

@@ -1,0 +1,1 @@
+"""Uploaded files: streamed to a storage backend, sniffed, hashed."""

@@ -1,0 +1,9 @@
+"""`/v1/files` routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from agenthub.core.errors import problem_responses
+
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=problem_responses(401))

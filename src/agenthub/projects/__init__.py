@@ -1,0 +1,1 @@
+"""Projects: a user's grouping of agents and sessions."""

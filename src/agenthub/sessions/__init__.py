@@ -1,0 +1,1 @@
+"""Chat sessions, their messages and the tool executions of their agents."""
