@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select
+from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -71,22 +71,33 @@ async def keyset_page(
     id_column: InstrumentedAttribute[str],
     params: PageParams,
     prefix: str,
+    sort_column: InstrumentedAttribute[Any] | None = None,
 ) -> tuple[Sequence[Row], bool, str | None]:
-    """One page of `stmt` in `params.order` by id, the `has_more` flag and the next cursor.
+    """One page of `stmt` in `params.order`, the `has_more` flag and the next cursor.
 
-    `after` continues in list order from a cursor; `before` pages backwards towards the start
-    and still returns its rows in list order. Backed by the (owner, id) index, it reads only
-    `limit + 1` index entries at any depth.
+    Rows are ordered by id, or by `sort_column` with the id breaking ties; the cursor is
+    always an id (for a sort column, its row's value is looked up within `stmt`, so a cursor
+    from outside the list is refused). `after` continues in list order from a cursor;
+    `before` pages backwards towards the start and still returns its rows in list order.
+    Backed by an index on (owner, sort column[, id]), it reads `limit + 1` index entries at
+    any depth.
     """
     check_cursor(params, prefix)
     ascending = params.order == "asc"
+    cursor = params.after or params.before
     backwards = params.before is not None
-    if params.after is not None:
-        stmt = stmt.where(id_column > params.after if ascending else id_column < params.after)
-    if params.before is not None:
-        stmt = stmt.where(id_column < params.before if ascending else id_column > params.before)
+    if cursor is not None:
+        forward_is_greater = ascending != backwards
+        if sort_column is None:
+            stmt = stmt.where(id_column > cursor if forward_is_greater else id_column < cursor)
+        else:
+            value = await _cursor_value(db, stmt, id_column, sort_column, cursor)
+            key = tuple_(sort_column, id_column)
+            at = tuple_(literal(value, sort_column.type), literal(cursor, id_column.type))
+            stmt = stmt.where(key > at if forward_is_greater else key < at)
     scan_ascending = ascending != backwards
-    stmt = stmt.order_by(id_column.asc() if scan_ascending else id_column.desc())
+    order = [sort_column] if sort_column is not None else []
+    stmt = stmt.order_by(*(c.asc() if scan_ascending else c.desc() for c in [*order, id_column]))
     rows = list((await db.scalars(stmt.limit(params.limit + 1))).all())
     has_more = len(rows) > params.limit
     rows = rows[: params.limit]
@@ -96,3 +107,21 @@ async def keyset_page(
     if has_more and rows:
         next_cursor = getattr(rows[0] if backwards else rows[-1], "id", None)
     return rows, has_more, next_cursor
+
+
+async def _cursor_value(
+    db: AsyncSession,
+    stmt: Select[Row],
+    id_column: InstrumentedAttribute[str],
+    sort_column: InstrumentedAttribute[Any],
+    cursor: str,
+) -> Any:
+    found = (
+        await db.execute(stmt.with_only_columns(sort_column).where(id_column == cursor))
+    ).first()
+    if found is None:
+        raise ValidationFailed(
+            "The cursor does not point into this list.",
+            errors=[FieldError(field="cursor", message="unknown cursor")],
+        )
+    return found[0]
