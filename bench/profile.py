@@ -6,8 +6,11 @@ the HTTP API, then measures agenthub; it stops agenthub and measures the baselin
 (`bench/profile_baseline.py`: same JWT check, same two queries, same JSON, no framework) with the
 same user and token, on the same database and with the same uvicorn options. One server runs at
 a time. Load comes from `wrk` when it is installed, else from an asyncio + httpx generator.
+Printed per server: requests/s, p50/p99 latency, CPU time of the server process per request;
+then the ratio agenthub / baseline.
 
-    .venv/bin/python bench/profile.py [--db sqlite|postgres|both] [--duration S] [--connections N]
+    .venv/bin/python bench/profile.py [--db sqlite|postgres|both] [--duration S] [--warmup S]
+        [--connections N] [--generator auto|wrk|httpx]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,12 +31,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROFILE_PATH = "/v1/user/profile"
@@ -73,6 +78,15 @@ class Load:
     p99_ms: float
     requests: int
     errors: int
+    cpu_ms_per_request: float = math.nan  # CPU time of the server process (all its threads)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server process and where it listens."""
+
+    base_url: str
+    pid: int
 
 
 @dataclass(frozen=True)
@@ -115,8 +129,8 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 
 
 @contextmanager
-def uvicorn_server(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[str]:
-    """Run `target` in a uvicorn process on a free loopback port; yield its base URL."""
+def uvicorn_server(name: str, target: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
+    """Run `target` in a uvicorn process on a free loopback port."""
     port = free_port()
     log_path = workdir / f"{name}.log"
     cmd = [sys.executable, "-m", "uvicorn", target, *UVICORN_OPTIONS, "--port", str(port)]
@@ -125,7 +139,7 @@ def uvicorn_server(name: str, target: str, env: dict[str, str], workdir: Path) -
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(proc, base_url, log_path)
-        yield base_url
+        yield Server(base_url, proc.pid)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -318,13 +332,22 @@ class Options:
     generator: str  # "wrk" or "httpx"
 
 
-def measure(base_url: str, token: str, opts: Options) -> Load:
-    """A warm-up run (discarded), then the measured run."""
-    url = base_url + PROFILE_PATH
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def measure(server: Server, token: str, opts: Options) -> Load:
+    """A warm-up run (discarded), then the measured run and the server's CPU time during it."""
+    url = server.base_url + PROFILE_PATH
     run = run_wrk if opts.generator == "wrk" else run_httpx
     if opts.warmup > 0:
         run(url, token, opts.connections, opts.warmup)
-    return run(url, token, opts.connections, opts.duration)
+    process = psutil.Process(server.pid)
+    cpu_before = _cpu_seconds(process)
+    load = run(url, token, opts.connections, opts.duration)
+    cpu = _cpu_seconds(process) - cpu_before
+    return replace(load, cpu_ms_per_request=cpu * 1000 / max(load.requests, 1))
 
 
 def bench_database(database_url: str, workdir: Path, opts: Options) -> dict[str, Load]:
@@ -333,12 +356,12 @@ def bench_database(database_url: str, workdir: Path, opts: Options) -> dict[str,
     migrate.upgrade(database_url)
     env = server_env(database_url, workdir)
     results: dict[str, Load] = {}
-    with uvicorn_server("agenthub", AGENTHUB_TARGET, env, workdir) as base_url:
-        account = set_up_account(base_url)
-        results["agenthub"] = measure(base_url, account.token, opts)
-    with uvicorn_server("baseline", BASELINE_TARGET, env, workdir) as base_url:
-        check_same_profile(base_url, account)
-        results["baseline"] = measure(base_url, account.token, opts)
+    with uvicorn_server("agenthub", AGENTHUB_TARGET, env, workdir) as server:
+        account = set_up_account(server.base_url)
+        results["agenthub"] = measure(server, account.token, opts)
+    with uvicorn_server("baseline", BASELINE_TARGET, env, workdir) as server:
+        check_same_profile(server.base_url, account)
+        results["baseline"] = measure(server, account.token, opts)
     return results
 
 
@@ -370,19 +393,25 @@ def postgres_database() -> Iterator[tuple[str, Path]]:
             asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def print_table(db: str, results: dict[str, Load], opts: Options) -> None:
+def print_table(db: str, results: dict[str, Load], opts: Options, load_avg: float) -> None:
     print(
-        f"\n{db}: GET {PROFILE_PATH}, {opts.connections} connections, "
-        f"{opts.duration:g} s after {opts.warmup:g} s warm-up, generator {opts.generator}"
+        f"\n{db}: GET {PROFILE_PATH}, {opts.connections} connections, {opts.duration:g} s after "
+        f"{opts.warmup:g} s warm-up, generator {opts.generator}, load average before {load_avg:.2f}"
     )
-    print(f"  {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7}")
+    print(
+        f"  {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>11} "
+        f"{'requests':>9} {'errors':>7}"
+    )
     for server, load in results.items():
         print(
-            f"  {server:<10} {load.requests_per_s:>9.1f} {load.p50_ms:>8.2f} "
-            f"{load.p99_ms:>8.2f} {load.requests:>9} {load.errors:>7}"
+            f"  {server:<10} {load.requests_per_s:>9.1f} {load.p50_ms:>8.2f} {load.p99_ms:>8.2f} "
+            f"{load.cpu_ms_per_request:>11.3f} {load.requests:>9} {load.errors:>7}"
         )
     ours, base = results["agenthub"], results["baseline"]
-    print(f"  ratio (agenthub / baseline): {ours.requests_per_s / base.requests_per_s:.2f}x req/s")
+    print(
+        f"  ratio (agenthub / baseline): {ours.requests_per_s / base.requests_per_s:.2f}x req/s, "
+        f"{ours.cpu_ms_per_request / base.cpu_ms_per_request:.2f}x server CPU per request"
+    )
     sys.stdout.flush()
 
 
@@ -410,29 +439,37 @@ def parse_args(argv: list[str] | None) -> tuple[list[str], Options]:
     return dbs, Options(args.duration, args.warmup, args.connections, generator)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(
+        128 + signum
+    )  # unwinds the `finally` blocks: servers stopped, database dropped
+
+
 def main(argv: list[str] | None = None) -> int:
     dbs, opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     print(
         f"agenthub profile benchmark: python {platform.python_version()}, "
         f"uvicorn {version('uvicorn')}, fastapi {version('fastapi')}, "
         f"starlette {version('starlette')}, sqlalchemy {version('sqlalchemy')}, "
         f"{os.cpu_count()} CPUs"
     )
-    print(
-        "load generator: "
-        + (
-            "wrk (-t1, --latency)"
-            if opts.generator == "wrk"
-            else "asyncio + httpx (wrk not found; throughput may be bounded by the generator)"
+    if opts.generator == "wrk":
+        print("load generator: wrk (-t1, --latency)")
+    else:
+        why = "forced" if shutil.which("wrk") else "wrk not installed"
+        print(
+            f"load generator: asyncio + httpx ({why}); it shares the CPUs with the servers, "
+            "so throughput is bounded by the generator and the ratio understates the gap"
         )
-    )
     sys.stdout.flush()
     errors = 0
     for db in dbs:
         database = sqlite_database() if db == "sqlite" else postgres_database()
+        load_avg = os.getloadavg()[0]
         with database as (url, workdir):
             results = bench_database(url, workdir, opts)
-        print_table(db, results, opts)
+        print_table(db, results, opts, load_avg)
         errors += sum(load.errors for load in results.values())
     if errors:
         print(f"\n{errors} failed requests: the figures above are not trustworthy", file=sys.stderr)

@@ -33,22 +33,26 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 _cookie = APIKeyCookie(name=ACCESS_COOKIE, auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+# `async def` although they never await: FastAPI runs a plain `def` dependency in its thread
+# pool, a thread hop on every request that uses it.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_hasher(request: Request) -> PasswordHasher:
+async def get_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.hasher
     return hasher
 
 
-def get_limiter(request: Request) -> RateLimiter:
+async def get_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.limiter
     return limiter
 
 
-def client_info(request: Request) -> ClientInfo:
+async def client_info(request: Request) -> ClientInfo:
     return ClientInfo(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -180,24 +180,60 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+# SQLSTATEs (PostgreSQL) meaning the database cannot serve: connection failures (08...),
+# operator intervention such as a restart (57P...), a schema never migrated (42P01). SQLite
+# reports the same situations as OperationalError.
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "42P01")
+
+
+# SQLSTATEs (PostgreSQL) of text the database cannot store, such as a NUL character in a
+# query parameter or a JSON string. The client sent it: a 422, not a server error.
+_INVALID_TEXT_SQLSTATES = ("22021", "22P05")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: BaseException | None = exc
     while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _has_sqlstate(exc: BaseException, prefixes: tuple[str, ...]) -> bool:
+    return any(
+        isinstance(state := getattr(seen, "sqlstate", None), str) and state.startswith(prefixes)
+        for seen in _chain(exc)
+    )
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if _has_sqlstate(exc, _UNAVAILABLE_SQLSTATES):
+        return True
+    for seen in _chain(exc):
         if isinstance(seen, OperationalError | InterfaceError | ConnectionError | TimeoutError):
             return True
         name = type(seen).__name__
         if "Connection" in name or "CannotConnect" in name or "ShutdownError" in name:
             return True
-        seen = seen.__cause__ or seen.__context__
     return False
 
 
 def render_unexpected(exc: BaseException) -> JSONResponse:
-    """The answer to an exception no handler claimed: 503 for an unreachable database, else 500.
+    """The answer to an exception no handler claimed: 503 for an unreachable database, 422 for
+    text the database refuses (a NUL character), else 500.
 
     The exception is logged (with the request id bound by the middleware); nothing of it
     reaches the client.
     """
+    if _has_sqlstate(exc, _INVALID_TEXT_SQLSTATES):
+        return problem_response(
+            422,
+            code="validation-error",
+            title="Validation Error",
+            detail="The request contains text the database cannot store.",
+            errors=[
+                FieldError(field="request", message="must not contain NUL (\\u0000) characters")
+            ],
+        )
     if _is_connection_error(exc):
         log.warning("database_unavailable", error_type=type(exc).__name__)
         return problem_response(

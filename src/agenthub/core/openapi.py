@@ -17,7 +17,10 @@ _PROBLEM_RESPONSE = {
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Replace FastAPI's default 422 schema by problem details and add a `default` problem."""
+    """Replace FastAPI's default 422 schema by problem details and add a `default` problem.
+
+    Operations with a request body also document 400 (malformed) and 413 (too large).
+    """
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -36,6 +39,10 @@ def install_openapi(app: FastAPI) -> None:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    # Every body can be malformed or over the size limit.
+                    responses.setdefault("400", {"description": "Malformed request body"})
+                    responses.setdefault("413", {"description": "Request body too large"})
                 for code, response in list(responses.items()):
                     if code.startswith(("4", "5")):
                         responses[code] = {
