@@ -141,7 +141,9 @@ def make_account(client: httpx.AsyncClient) -> AccountFactory:
 
     async def make(email: str | None = None, password: str = PASSWORD) -> Account:
         email = email or f"user-{secrets.token_hex(4)}@example.com"
-        created = await client.post("/v1/auth/register", json={"email": email, "password": password})
+        created = await client.post(
+            "/v1/auth/register", json={"email": email, "password": password}
+        )
         assert created.status_code == 201, created.text
         login = await client.post("/v1/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200, login.text

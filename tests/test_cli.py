@@ -104,7 +104,9 @@ def test_serve_without_configuration_is_usable_at_once(workdir: Path, server: st
 def test_secret_persists_across_restarts(workdir: Path) -> None:
     env = clean_env()
     for base in serve(workdir, env):
-        httpx.post(f"{base}/v1/auth/register", json={"email": "a@example.com", "password": PASSWORD})
+        httpx.post(
+            f"{base}/v1/auth/register", json={"email": "a@example.com", "password": PASSWORD}
+        )
         token = httpx.post(
             f"{base}/v1/auth/login", json={"email": "a@example.com", "password": PASSWORD}
         ).json()["access_token"]
@@ -141,9 +143,7 @@ def test_user_create_and_token_give_an_admin_access(workdir: Path, server: str) 
 def test_serve_with_several_workers_and_host_port(workdir: Path) -> None:
     env = clean_env()
     for base in serve(workdir, env, "--host", "127.0.0.1", "--workers", "2"):
-        ids = {
-            httpx.get(f"{base}/v1/health/live").headers["X-Request-ID"] for _ in range(5)
-        }
+        ids = {httpx.get(f"{base}/v1/health/live").headers["X-Request-ID"] for _ in range(5)}
         assert len(ids) == 5
 
 
