@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Select, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from agenthub.core.errors import NotFound
+from agenthub.core.errors import FieldError, NotFound, ValidationFailed
 
 
 class Owned:
@@ -22,9 +22,7 @@ class Owned:
 
     @declared_attr
     def user_id(cls) -> Mapped[str]:
-        return mapped_column(
-            String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-        )
+        return mapped_column(String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
 
 
 OwnedT = TypeVar("OwnedT", bound=Owned)
@@ -43,3 +41,20 @@ async def get_owned(
     if row is None:
         raise NotFound(f"{what or model.__name__} {item_id!r} not found.")
     return row
+
+
+async def check_owned_reference(
+    db: AsyncSession, model: type[OwnedT], item_id: str | None, user_id: str, *, field: str
+) -> None:
+    """422 when a request body refers (`field`) to a row the user does not own or that is absent.
+
+    The message is the same for both cases, so a foreign id reveals nothing.
+    """
+    if item_id is None:
+        return
+    found = await db.scalar(select(model.id).where(model.user_id == user_id, model.id == item_id))
+    if found is None:
+        raise ValidationFailed(
+            f"{field} does not refer to one of your resources.",
+            errors=[FieldError(field=field, message="not found")],
+        )
