@@ -22,6 +22,7 @@ from agenthub.core.ratelimit import RateLimiter
 from agenthub.core.security import PasswordHasher
 from agenthub.db.engine import Database
 from agenthub.files.router import router as files_router
+from agenthub.files.router import upload_body_limits
 from agenthub.monitoring.health import router as health_router
 from agenthub.projects.router import router as projects_router
 from agenthub.search.router import router as search_router
@@ -61,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=upload_body_limits(settings)
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

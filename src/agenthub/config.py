@@ -12,6 +12,19 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_FILE = ".agenthub-secret"  # noqa: S105 - a file name
+DEFAULT_ALLOWED_FILE_TYPES = (
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "application/json",
+    "application/x-yaml",
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/zip",
+)
 
 
 class Settings(BaseSettings):
@@ -53,13 +66,19 @@ class Settings(BaseSettings):
     max_sessions_per_agent_type: int = 5
     job_lease_seconds: int = 30
     files_dir: Path = Path("./files")
+    max_upload_files: int = Field(default=10, ge=1, le=1000)
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    # Content types an upload may have, as content sniffing sees them (not as the client says).
+    files_allowed_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_FILE_TYPES)
+    )
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
     cli_command: str | None = None
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "files_allowed_types", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value

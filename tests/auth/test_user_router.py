@@ -205,9 +205,22 @@ async def test_patch_profile_validation_errors(
 async def test_patch_profile_rejects_oversized_preferences(
     client: httpx.AsyncClient, account: Account
 ) -> None:
-    payload = {"preferences": {"blob": "x" * 20_000}}
+    payload = {"preferences": {"blob": "x" * 70_000}}
     response = await client.patch("/v1/user/profile", json=payload, headers=account.headers)
     assert "preferences" in field_errors(assert_problem(response, 422))
+
+
+async def test_patch_profile_rejects_non_finite_numbers(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    response = await client.patch(
+        "/v1/user/profile",
+        content=b'{"preferences": {"x": NaN}}',
+        headers={**account.headers, "Content-Type": "application/json"},
+    )
+    assert "preferences" in field_errors(assert_problem(response, 422))
+    profile = (await client.get("/v1/user/profile", headers=account.headers)).json()
+    assert profile["preferences"] == {}
 
 
 # --- API keys -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agenthub.core.ids import new_id
@@ -22,8 +22,8 @@ class User(Timestamped, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    prompt_tokens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
-    completion_tokens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     deleted_at: Mapped[datetime | None]
 
 

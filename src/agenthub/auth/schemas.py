@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from agenthub.core.jsondata import JsonObject
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
@@ -76,14 +78,7 @@ class ProfilePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
-    preferences: dict[str, Any] | None = None
-
-    @field_validator("preferences")
-    @classmethod
-    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(repr(value)) > 16_384:
-            raise ValueError("preferences must stay under 16 KiB")
-        return value
+    preferences: JsonObject | None = None
 
 
 class ApiKeyCreate(BaseModel):

@@ -46,3 +46,8 @@ async def log_publisher(events: list[DomainEvent]) -> None:
     """The publisher until a realtime broker is wired: a debug line per event."""
     for item in events:
         log.debug("domain_event", channel=item.channel, domain_event=item.event)
+
+
+def user_channel(user_id: str) -> str:
+    """The channel of one user's own notifications (`user:{user_id}`)."""
+    return f"user:{user_id}"

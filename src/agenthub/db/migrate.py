@@ -6,11 +6,55 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Column, Connection, Index
+from sqlalchemy.schema import SchemaItem
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Full-text search objects that migration 0003 creates and the models do not declare (they are
+# dialect-specific): SQLite FTS5 tables with their shadow tables, PostgreSQL generated
+# `search_vector` columns with their GIN indexes. Autogenerate and the drift test skip them.
+FTS_TABLES = ("messages_fts", "sessions_fts")
+FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
+SEARCH_VECTOR_COLUMN = "search_vector"
+SEARCH_VECTOR_TABLES = ("messages", "sessions")
+SEARCH_VECTOR_INDEXES = tuple(f"ix_{t}_{SEARCH_VECTOR_COLUMN}" for t in SEARCH_VECTOR_TABLES)
+
+
+def is_search_object(name: str | None, type_: str, table_name: str | None = None) -> bool:
+    """True for a full-text search object that no model declares (`type_` as Alembic names it)."""
+    if name is None:
+        return False
+    if type_ == "table":
+        return any(name in (t, *(t + s for s in FTS_SHADOW_SUFFIXES)) for t in FTS_TABLES)
+    if type_ == "column":
+        return name == SEARCH_VECTOR_COLUMN and table_name in SEARCH_VECTOR_TABLES
+    if type_ == "index":
+        return name in SEARCH_VECTOR_INDEXES
+    return False
+
+
+def include_name(
+    name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames
+) -> bool:
+    """Alembic `include_name`: reflect everything but the full-text search objects."""
+    return not is_search_object(name, type_, parent_names.get("table_name"))
+
+
+def include_object(
+    obj: SchemaItem,
+    name: str | None,
+    type_: NameFilterType,
+    reflected: bool,
+    compare_to: SchemaItem | None,
+) -> bool:
+    """Alembic `include_object`: the same rule for reflected objects (a safety net for
+    comparisons that do not run the name filter first)."""
+    table = obj.table.name if isinstance(obj, Column | Index) and obj.table is not None else None
+    return not (reflected and is_search_object(name, type_, table))
 
 
 def alembic_config(database_url: str) -> Config:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agenthub.core.ids import new_id
@@ -40,11 +40,18 @@ class ChatSession(Owned, Timestamped, Base):
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     message_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    prompt_tokens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
-    completion_tokens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
     archived_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+
+    @property
+    def status(self) -> str:
+        """`deleted` (in the trash), `archived` (over the limit, restorable) or `active`."""
+        if self.deleted_at is not None:
+            return "deleted"
+        return "archived" if self.archived_at is not None else "active"
 
 
 class Message(Owned, Base):

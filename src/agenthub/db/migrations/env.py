@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from agenthub.db.migrate import include_name, include_object
 from agenthub.db.models import Base
 
 target_metadata = Base.metadata
@@ -19,6 +20,8 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -34,7 +37,13 @@ async def _run_async(url: str) -> None:
 def run() -> None:
     url = context.config.get_main_option("sqlalchemy.url") or ""
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        context.configure(
+            url=url,
+            target_metadata=target_metadata,
+            literal_binds=True,
+            include_name=include_name,
+            include_object=include_object,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return

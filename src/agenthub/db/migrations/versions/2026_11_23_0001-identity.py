@@ -53,8 +53,10 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("is_admin", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("preferences", sa.JSON(), nullable=False),
-        sa.Column("prompt_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("completion_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("prompt_tokens", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column(
+            "completion_tokens", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

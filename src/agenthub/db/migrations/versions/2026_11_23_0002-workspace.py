@@ -96,8 +96,10 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("message_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("prompt_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("completion_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("prompt_tokens", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column(
+            "completion_tokens", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
         sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,143 @@
+"""Request and response bodies of `/v1/agents`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agenthub.core.jsondata import JsonObject
+from agenthub.core.schemas import Omittable
+
+AgentStatus = Literal["idle", "running", "stopped", "error"]
+Runner = Literal["openai", "cli", "echo"]
+BulkAction = Literal["start", "stop", "update", "delete"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+BUILTIN_TYPES = ("primary", "log_analysis", "research", "router")
+TYPE_PATTERN = r"^[a-z][a-z0-9_\-]{0,63}$"
+TYPE_DESCRIPTION = (
+    f"One of {', '.join(BUILTIN_TYPES)}, or a slug of your own (lowercase letters, digits, "
+    "`_`, `-`; starting with a letter)"
+)
+NAME_MAX = 200
+MODEL_MAX = 200
+PROMPT_MAX = 100_000
+ID_MAX = 64
+BULK_MAX = 100
+
+
+class RunnerConfig(BaseModel):
+    """An agent's runner settings; an uploaded config file holds exactly this object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runner: Runner
+    model: str | None = Field(default=None, max_length=MODEL_MAX)
+    system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    options: JsonObject = Field(default_factory=dict, description="Runner settings")
+
+
+class AgentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    type: str = Field(pattern=TYPE_PATTERN, description=TYPE_DESCRIPTION)
+    project_id: str | None = Field(default=None, max_length=ID_MAX)
+    runner: Runner = "echo"
+    model: str | None = Field(default=None, max_length=MODEL_MAX)
+    system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    options: JsonObject = Field(default_factory=dict, description="Runner settings")
+    status: AgentStatus = "idle"
+
+
+class AgentPatch(BaseModel):
+    """Only the fields present change; `project_id`, `model` and `system_prompt` may be null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Omittable[str] = Field(default=None, min_length=1, max_length=NAME_MAX)
+    type: Omittable[str] = Field(default=None, pattern=TYPE_PATTERN, description=TYPE_DESCRIPTION)
+    project_id: str | None = Field(default=None, max_length=ID_MAX)
+    runner: Omittable[Runner] = None
+    model: str | None = Field(default=None, max_length=MODEL_MAX)
+    system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
+    options: Omittable[JsonObject] = Field(default=None, description="Replaces the object")
+    status: Omittable[AgentStatus] = None
+
+
+class AgentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    type: str
+    project_id: str | None
+    runner: Runner
+    model: str | None
+    system_prompt: str | None
+    options: dict[str, Any]
+    status: AgentStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentBulk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction = Field(
+        description="`start` sets status running, `stop` stopped, `update` applies `patch`"
+    )
+    ids: list[Annotated[str, Field(max_length=ID_MAX)]] = Field(
+        min_length=1, max_length=BULK_MAX, json_schema_extra={"uniqueItems": True}
+    )
+    patch: AgentPatch | None = Field(default=None, description="Required for `update` only")
+
+    @field_validator("ids")
+    @classmethod
+    def _unique(cls, ids: list[str]) -> list[str]:
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids must be unique")
+        return ids
+
+
+class BulkItem(BaseModel):
+    id: str
+    ok: bool
+    status: int = Field(description="What the single request would have answered (404, ...)")
+    error: str | None = None
+    agent: AgentOut | None = Field(default=None, description="The agent after the change")
+
+
+class BulkOutcome(BaseModel):
+    results: list[BulkItem]
+    succeeded: int
+    failed: int
+
+
+class TokenUsage(BaseModel):
+    prompt: int
+    completion: int
+    total: int
+
+
+class LatencyPercentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class AgentMetrics(BaseModel):
+    """Runs and failures count the agent's jobs; tokens also count its sessions' messages."""
+
+    runs: int
+    failures: int
+    tokens: TokenUsage
+    latency_ms: LatencyPercentiles
+
+
+class LogLine(BaseModel):
+    ts: datetime
+    level: LogLevel
+    message: str

@@ -1,0 +1,188 @@
+"""Agents: create, list, read, change, delete, bulk actions, config upload, metrics and logs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agenthub.agents.config import parse_config
+from agenthub.agents.models import Agent
+from agenthub.agents.schemas import (
+    AgentMetrics,
+    AgentOut,
+    BulkItem,
+    LatencyPercentiles,
+    LogLine,
+    TokenUsage,
+)
+from agenthub.core.errors import FieldError, ValidationFailed
+from agenthub.core.events import emit, user_channel
+from agenthub.core.ownership import check_owned_reference, get_owned, owned_by
+from agenthub.core.pagination import PageParams, contains_text, sorted_keyset_page
+from agenthub.core.schemas import apply_changes
+from agenthub.projects.models import Project
+from agenthub.sessions.models import ChatSession
+
+PREFIX = "agt"
+ACTION_STATUS = {"start": "running", "stop": "stopped"}
+
+
+def _emit(db: AsyncSession, agent: Agent, event: str) -> None:
+    data = AgentOut.model_validate(agent).model_dump(mode="json")
+    emit(db, user_channel(agent.user_id), f"agent.{event}", data)
+
+
+async def _check_project(db: AsyncSession, user_id: str, changes: Mapping[str, Any]) -> None:
+    project_id = changes.get("project_id")
+    await check_owned_reference(db, Project, project_id, user_id, field="project_id")
+
+
+async def create_agent(db: AsyncSession, user_id: str, fields: Mapping[str, Any]) -> Agent:
+    """A new agent from the columns `AgentCreate` holds; `project_id` must be the user's."""
+    await _check_project(db, user_id, fields)
+    agent = Agent(user_id=user_id, **fields)
+    db.add(agent)
+    await db.flush()
+    _emit(db, agent, "created")
+    return agent
+
+
+async def list_agents(
+    db: AsyncSession,
+    user_id: str,
+    params: PageParams,
+    *,
+    sort: str,
+    filters: Mapping[str, str | None],
+    q: str | None = None,
+) -> tuple[Sequence[Agent], bool, str | None]:
+    """One page of the user's agents; `filters` are exact column matches (None: any),
+    `q` matches name or system prompt, any case."""
+    stmt = owned_by(Agent, user_id)
+    for column, value in filters.items():
+        if value is not None:
+            stmt = stmt.where(getattr(Agent, column) == value)
+    if q:
+        stmt = stmt.where(contains_text(q, Agent.name, Agent.system_prompt))
+    return await sorted_keyset_page(db, stmt, Agent, params, PREFIX, sort)
+
+
+async def get_agent(db: AsyncSession, user_id: str, agent_id: str) -> Agent:
+    return await get_owned(db, Agent, agent_id, user_id, what="Agent")
+
+
+async def update_agent(
+    db: AsyncSession, user_id: str, agent_id: str, changes: Mapping[str, Any]
+) -> Agent:
+    """Apply the fields a PATCH sent (`options` replaces the whole object)."""
+    agent = await get_agent(db, user_id, agent_id)
+    await _check_project(db, user_id, changes)
+    if apply_changes(agent, changes):
+        await db.flush()
+        _emit(db, agent, "updated")
+    return agent
+
+
+async def delete_agent(db: AsyncSession, user_id: str, agent_id: str) -> None:
+    """Delete the agent; its sessions stay, with `agent_id` null."""
+    agent = await get_agent(db, user_id, agent_id)
+    await db.delete(agent)
+    await db.flush()
+    emit(db, user_channel(user_id), "agent.deleted", {"id": agent_id})
+
+
+async def bulk(
+    db: AsyncSession,
+    user_id: str,
+    action: str,
+    ids: Sequence[str],
+    patch: Mapping[str, Any] | None = None,
+) -> list[BulkItem]:
+    """Apply `action` to each id on its own: an id that is not the user's fails with 404
+    while the others succeed. `patch` is the PATCH body for `update`, and only for it."""
+    if action == "update":
+        if patch is None:
+            raise ValidationFailed(
+                "The update action needs a patch.",
+                errors=[FieldError(field="patch", message="required for update")],
+            )
+        await _check_project(db, user_id, patch)
+    elif patch is not None:
+        raise ValidationFailed(
+            f"The {action} action takes no patch.",
+            errors=[FieldError(field="patch", message="only allowed for update")],
+        )
+    status = ACTION_STATUS.get(action)
+    changes: Mapping[str, Any] = patch or ({"status": status} if status else {})
+    found = {
+        agent.id: agent
+        for agent in await db.scalars(owned_by(Agent, user_id).where(Agent.id.in_(ids)))
+    }
+    changed: list[Agent] = []
+    for agent in found.values():
+        if action == "delete":
+            await db.delete(agent)
+        elif apply_changes(agent, changes):
+            changed.append(agent)
+    await db.flush()
+    for agent in changed:
+        _emit(db, agent, "updated")
+    results = []
+    for agent_id in ids:
+        target = found.get(agent_id)
+        if target is None:
+            results.append(BulkItem(id=agent_id, ok=False, status=404, error="Agent not found."))
+        elif action == "delete":
+            emit(db, user_channel(user_id), "agent.deleted", {"id": agent_id})
+            results.append(BulkItem(id=agent_id, ok=True, status=204))
+        else:
+            out = AgentOut.model_validate(target)
+            results.append(BulkItem(id=agent_id, ok=True, status=200, agent=out))
+    return results
+
+
+async def replace_config(
+    db: AsyncSession,
+    user_id: str,
+    agent_id: str,
+    data: bytes,
+    *,
+    filename: str | None,
+    content_type: str | None,
+) -> Agent:
+    """Replace the agent's runner settings by those of an uploaded JSON or YAML file; keys
+    the file leaves out take their defaults (no model, no system prompt, no options)."""
+    agent = await get_agent(db, user_id, agent_id)
+    config = parse_config(data, filename, content_type)
+    if apply_changes(agent, config.model_dump()):
+        await db.flush()
+        _emit(db, agent, "updated")
+    return agent
+
+
+async def agent_metrics(db: AsyncSession, user_id: str, agent_id: str) -> AgentMetrics:
+    """Token totals of the agent's sessions; runs, failures and latencies come from its jobs."""
+    agent = await get_agent(db, user_id, agent_id)
+    prompt, completion = (
+        await db.execute(
+            select(
+                func.coalesce(func.sum(ChatSession.prompt_tokens), 0),
+                func.coalesce(func.sum(ChatSession.completion_tokens), 0),
+            ).where(ChatSession.user_id == user_id, ChatSession.agent_id == agent.id)
+        )
+    ).one()
+    return AgentMetrics(
+        runs=0,
+        failures=0,
+        tokens=TokenUsage(prompt=prompt, completion=completion, total=prompt + completion),
+        latency_ms=LatencyPercentiles(p50=None, p95=None, p99=None),
+    )
+
+
+async def agent_logs(db: AsyncSession, user_id: str, agent_id: str, limit: int) -> list[LogLine]:
+    """The agent's most recent run log lines, oldest first; runs write them (none yet)."""
+    await get_agent(db, user_id, agent_id)
+    return []

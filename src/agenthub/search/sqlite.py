@@ -1,0 +1,132 @@
+"""Search on SQLite: FTS5 tables `messages_fts` and `sessions_fts` (migration 0003).
+
+Each is an external-content index keyed by the rowid of `messages` / `sessions`; the
+statements here join it back to its table by rowid, keep the caller's rows of sessions not
+deleted, and order by `bm25()` (lower is better, so the score is its negation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agenthub.search.highlight import Markers
+from agenthub.sessions.models import ChatSession, Message
+
+SNIPPET_TOKENS = 16
+ELLIPSIS = "…"
+FTS_TABLES = ("messages_fts", "sessions_fts")
+
+_messages_fts = table("messages_fts", column("rowid", Integer))
+_sessions_fts = table("sessions_fts", column("rowid", Integer))
+
+
+def match_expression(q: str) -> str | None:
+    """The FTS5 query that finds every word of `q` literally, or None if `q` has no words.
+
+    Each whitespace-separated piece becomes a quoted string (`"` doubled inside), so FTS5
+    syntax in the input (`AND`, `OR`, `NOT`, `NEAR(`, `*`, `^`, `:`, `"`, parentheses) is
+    searched as text and can never be a syntax error; the strings are ANDed. A piece with
+    no letter or digit holds no token for the `unicode61` tokenizer and is dropped.
+    """
+    phrases = [
+        '"' + piece.replace('"', '""') + '"'
+        for piece in q.split()
+        if any(ch.isalnum() for ch in piece)
+    ]
+    return " ".join(phrases) or None
+
+
+def _fts(name: str) -> ColumnElement[Any]:
+    """The FTS table as the left operand of MATCH and the argument of bm25()/snippet()."""
+    return literal_column(name)
+
+
+def messages_query(
+    user_id: str,
+    match: str,
+    /,
+    *,
+    session_id: str | None,
+    markers: Markers,
+    limit: int,
+    offset: int,
+) -> Select[*tuple[Any, ...]]:
+    fts = _fts("messages_fts")
+    stmt = (
+        select(
+            Message.id,
+            Message.session_id,
+            ChatSession.title,
+            Message.role,
+            Message.created_at,
+            func.snippet(fts, 0, markers.open, markers.close, ELLIPSIS, SNIPPET_TOKENS).label(
+                "snippet"
+            ),
+            (-func.bm25(fts)).label("score"),
+        )
+        .select_from(_messages_fts)
+        .join(Message, literal_column("messages.rowid") == _messages_fts.c.rowid)
+        .join(ChatSession, ChatSession.id == Message.session_id)
+        .where(
+            fts.op("MATCH")(match),
+            Message.user_id == user_id,
+            ChatSession.deleted_at.is_(None),
+        )
+    )
+    if session_id is not None:
+        stmt = stmt.where(Message.session_id == session_id)
+    return stmt.order_by(func.bm25(fts), Message.id).limit(limit).offset(offset)
+
+
+def sessions_query(
+    user_id: str,
+    match: str,
+    /,
+    *,
+    session_id: str | None,
+    markers: Markers,
+    limit: int,
+    offset: int,
+) -> Select[*tuple[Any, ...]]:
+    fts = _fts("sessions_fts")
+    stmt = (
+        select(
+            ChatSession.id,
+            ChatSession.id.label("session_id"),
+            ChatSession.title,
+            ChatSession.created_at,
+            func.snippet(fts, 0, markers.open, markers.close, ELLIPSIS, SNIPPET_TOKENS).label(
+                "snippet"
+            ),
+            (-func.bm25(fts)).label("score"),
+        )
+        .select_from(_sessions_fts)
+        .join(ChatSession, literal_column("sessions.rowid") == _sessions_fts.c.rowid)
+        .where(
+            fts.op("MATCH")(match),
+            ChatSession.user_id == user_id,
+            ChatSession.deleted_at.is_(None),
+        )
+    )
+    if session_id is not None:
+        stmt = stmt.where(ChatSession.id == session_id)
+    return stmt.order_by(func.bm25(fts), ChatSession.id).limit(limit).offset(offset)
+
+
+async def rebuild_indexes(conn: AsyncConnection) -> None:
+    """Re-read every indexed row: after anything that may renumber rowids (see migration 0003)."""
+    for fts in FTS_TABLES:
+        await conn.execute(text(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')"))  # noqa: S608

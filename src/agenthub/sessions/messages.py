@@ -1,0 +1,119 @@
+"""Messages: append with exact session counters, and pages by `(session_id, id)`.
+
+An append updates its session with one `UPDATE ... SET message_count = message_count + 1`
+in the same transaction as the insert: concurrent appends serialize on the session row and
+no count is lost, and the insert and the counters commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import case, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agenthub.core.errors import NotFound
+from agenthub.core.events import emit
+from agenthub.core.pagination import PageParams, keyset_page
+from agenthub.db.base import utcnow
+from agenthub.sessions.models import ChatSession, Message
+from agenthub.sessions.schemas import MessageOut
+from agenthub.sessions.service import announce, enforce_limit, ensure_writable, lock_owner
+
+
+async def append_message(
+    db: AsyncSession,
+    chat: ChatSession,
+    *,
+    role: str,
+    content: str,
+    limit: int,
+    metadata: dict[str, Any] | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> Message:
+    """Add a message; an archived session becomes active again (the chat goes on), which may
+    archive the least recently active other one. A deleted session is 409."""
+    ensure_writable(chat)
+    reactivating = chat.archived_at is not None
+    if reactivating:
+        await lock_owner(db, chat.user_id)
+    now = utcnow()
+    message = Message(
+        user_id=chat.user_id,
+        session_id=chat.id,
+        role=role,
+        content=content,
+        meta=metadata or {},
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        created_at=now,
+    )
+    db.add(message)
+    await db.flush()
+    at = literal(now, ChatSession.last_activity_at.type)
+    counters = (
+        update(ChatSession)
+        .where(ChatSession.id == chat.id)
+        .values(
+            message_count=ChatSession.message_count + 1,
+            prompt_tokens=ChatSession.prompt_tokens + prompt_tokens,
+            completion_tokens=ChatSession.completion_tokens + completion_tokens,
+            # Never backwards, whatever order concurrent appends commit in.
+            last_activity_at=case(
+                (ChatSession.last_activity_at > at, ChatSession.last_activity_at), else_=at
+            ),
+            archived_at=None,
+            updated_at=now,
+        )
+        .returning(ChatSession)
+        .execution_options(synchronize_session=False)
+    )
+    await db.execute(counters, execution_options={"populate_existing": True})
+    if reactivating:
+        await enforce_limit(db, chat, limit, now)
+    emit(db, f"session:{chat.id}", "message.created", _event(message))
+    announce(db, chat)
+    return message
+
+
+def _event(message: Message) -> dict[str, Any]:
+    return MessageOut.model_validate(message).model_dump(mode="json")
+
+
+async def get_message(db: AsyncSession, chat: ChatSession, message_id: str) -> Message:
+    message = await db.scalar(
+        select(Message).where(Message.session_id == chat.id, Message.id == message_id)
+    )
+    if message is None:
+        raise NotFound(f"Message {message_id!r} not found.")
+    return message
+
+
+async def list_messages(
+    db: AsyncSession,
+    chat: ChatSession,
+    params: PageParams,
+    *,
+    role: str | None = None,
+    offset: int | None = None,
+) -> tuple[Sequence[Message], bool, str | None]:
+    """A page in `params.order` (chronological by default) by cursor or by offset."""
+    stmt = select(Message).where(Message.session_id == chat.id)
+    if role is not None:
+        stmt = stmt.where(Message.role == role)
+    return await keyset_page(db, stmt, Message.id, params, "msg", offset=offset)
+
+
+async def last_messages(db: AsyncSession, chat: ChatSession, count: int) -> list[Message]:
+    """The last `count` messages of the session, oldest first."""
+    if count <= 0:
+        return []
+    stmt = (
+        select(Message)
+        .where(Message.session_id == chat.id)
+        .order_by(Message.id.desc())
+        .limit(count)
+    )
+    return list(reversed((await db.scalars(stmt)).all()))

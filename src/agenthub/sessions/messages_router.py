@@ -1,0 +1,88 @@
+"""`/v1/sessions/{session_id}/messages` routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, status
+
+from agenthub.core.errors import problem_responses
+from agenthub.core.idempotency import IdempotencyDep
+from agenthub.core.pagination import Page, PageParams, paging
+from agenthub.db.session import DbSession
+from agenthub.sessions import messages
+from agenthub.sessions.deps import OwnedSession, SessionLimit
+from agenthub.sessions.schemas import MessageCreate, MessageOut, MessageWithJob, Role
+
+router = APIRouter(prefix="/{session_id}/messages", tags=["messages"])
+
+# Chronological by default: a chat reads top to bottom.
+Chronological = Annotated[PageParams, Depends(paging("asc"))]
+MessageId = Annotated[str, Path(max_length=64)]
+MAX_OFFSET = 1_000_000_000
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessageOut | MessageWithJob,
+    responses=problem_responses(404, 409, 422),
+)
+async def create_message(
+    body: MessageCreate,
+    chat: OwnedSession,
+    db: DbSession,
+    limit: SessionLimit,
+    idempotency: IdempotencyDep,
+) -> MessageOut | MessageWithJob:
+    """Append a message; the session's `message_count`, token totals and `last_activity_at`
+    change in the same transaction.
+
+    A message to an archived session makes it active again (which may archive the least
+    recently active other one); a deleted session is 409 until restored. With
+    `"respond": true` (user messages only) the answer is `{"message", "job"}`, where `job`
+    is the `agent.reply` job, or null while this server has no background jobs.
+    """
+
+    async def create() -> MessageOut | MessageWithJob:
+        message = await messages.append_message(
+            db,
+            chat,
+            role=body.role,
+            content=body.content,
+            limit=limit,
+            metadata=body.metadata,
+            prompt_tokens=body.prompt_tokens,
+            completion_tokens=body.completion_tokens,
+        )
+        out = MessageOut.model_validate(message)
+        return MessageWithJob(message=out, job=None) if body.respond else out
+
+    result: MessageOut | MessageWithJob = await idempotency.run(status.HTTP_201_CREATED, create)
+    return result
+
+
+@router.get("", response_model=Page[MessageOut], responses=problem_responses(404, 422))
+async def list_messages(
+    chat: OwnedSession,
+    db: DbSession,
+    paging: Chronological,
+    role: Role | None = None,
+    offset: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_OFFSET, description="Skip this many (instead of a cursor)"),
+    ] = None,
+) -> Page[MessageOut]:
+    """Messages oldest first (`order=desc` for newest first), by cursor (`after`/`before`,
+    fast at any depth) or by `offset`; not both."""
+    rows, has_more, cursor = await messages.list_messages(
+        db, chat, paging, role=role, offset=offset
+    )
+    return Page(
+        data=[MessageOut.model_validate(r) for r in rows], has_more=has_more, next_cursor=cursor
+    )
+
+
+@router.get("/{message_id}", response_model=MessageOut, responses=problem_responses(404))
+async def get_message(chat: OwnedSession, db: DbSession, message_id: MessageId) -> MessageOut:
+    return MessageOut.model_validate(await messages.get_message(db, chat, message_id))

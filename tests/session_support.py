@@ -1,0 +1,122 @@
+"""Helpers of the sessions, messages and tool-execution tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from agenthub.agents.models import Agent
+from agenthub.core.events import DomainEvent
+from agenthub.projects.models import Project
+from support import Account
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def expect(response: httpx.Response, status: int) -> Any:
+    """The JSON body of a response that must have this status (problem+json for errors)."""
+    assert response.status_code == status, response.text
+    if status >= 400:
+        assert response.headers["content-type"].startswith(PROBLEM_JSON)
+        assert response.json()["status"] == status
+    return response.json() if response.content else None
+
+
+def error_fields(response: httpx.Response) -> set[str]:
+    body = expect(response, 422)
+    return {error["field"] for error in body["errors"]}
+
+
+async def new_session(client: httpx.AsyncClient, account: Account, **body: Any) -> dict[str, Any]:
+    """Create a session (agent type `primary` unless given) and return it."""
+    if "agent_id" not in body:
+        body.setdefault("agent_type", "primary")
+    created = expect(await client.post("/v1/sessions", json=body, headers=account.headers), 201)
+    session: dict[str, Any] = created["session"]
+    return session
+
+
+async def get_session(
+    client: httpx.AsyncClient, account: Account, session_id: str, **params: Any
+) -> dict[str, Any]:
+    response = await client.get(
+        f"/v1/sessions/{session_id}", params=params, headers=account.headers
+    )
+    session: dict[str, Any] = expect(response, 200)
+    return session
+
+
+async def post_message(
+    client: httpx.AsyncClient,
+    account: Account,
+    session_id: str,
+    content: str = "hello",
+    **body: Any,
+) -> dict[str, Any]:
+    body.setdefault("role", "user")
+    response = await client.post(
+        f"/v1/sessions/{session_id}/messages",
+        json={"content": content, **body},
+        headers=account.headers,
+    )
+    message: dict[str, Any] = expect(response, 201)
+    return message
+
+
+async def list_page(
+    client: httpx.AsyncClient, account: Account, path: str, **params: Any
+) -> dict[str, Any]:
+    page: dict[str, Any] = expect(
+        await client.get(path, params=params, headers=account.headers), 200
+    )
+    assert set(page) == {"data", "has_more", "next_cursor"}
+    return page
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [item["id"] for item in page["data"]]
+
+
+async def add_agent(
+    app: FastAPI, account: Account, agent_type: str, project_id: str | None = None
+) -> str:
+    """An agent of the account, written directly (the agents API is tested on its own)."""
+    async with app.state.database.transaction() as db:
+        agent = Agent(
+            user_id=account.id, name=f"{agent_type} agent", type=agent_type, project_id=project_id
+        )
+        db.add(agent)
+        await db.flush()
+        return agent.id
+
+
+async def add_project(app: FastAPI, account: Account, name: str = "Apollo") -> str:
+    async with app.state.database.transaction() as db:
+        project = Project(user_id=account.id, name=name)
+        db.add(project)
+        await db.flush()
+        return project.id
+
+
+class EventLog:
+    """Collects what the app publishes after each commit."""
+
+    def __init__(self) -> None:
+        self.events: list[DomainEvent] = []
+
+    async def __call__(self, events: list[DomainEvent]) -> None:
+        self.events.extend(events)
+
+    def named(self, event: str, channel: str | None = None) -> list[DomainEvent]:
+        return [
+            e for e in self.events if e.event == event and (channel is None or e.channel == channel)
+        ]
+
+
+def record_events(app: FastAPI) -> EventLog:
+    """From now on, collect every domain event the app publishes."""
+    log = EventLog()
+    app.state.database.publisher = log
+    return log
