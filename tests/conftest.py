@@ -11,6 +11,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +48,29 @@ async def _pg_admin(statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run, migrated to head."""
-    name = f"agenthub_test_{os.getpid()}_{secrets.token_hex(3)}"
+@contextmanager
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards. Skips the test when
+    PostgreSQL is unreachable (fails it when `CI` is set)."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     try:
         asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI but unreachable: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
-    url = _pg_url(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
     try:
-        migrate.upgrade(url)
-        yield url
+        yield _pg_url(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, migrated to head."""
+    with fresh_postgres("agenthub_test") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -111,14 +119,28 @@ async def empty_tables(app: FastAPI) -> None:
                 await db.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our own names
 
 
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app built with these settings, started; its tables are emptied afterwards."""
     application = create_app(settings)
     async with LifespanManager(application):
         try:
             yield application
         finally:
             await empty_tables(application)
+
+
+def custom_app(
+    database_url: str, tmp_path: Path, **overrides: Any
+) -> AbstractAsyncContextManager[FastAPI]:
+    """An app on the test database with other settings; its tables are emptied afterwards."""
+    return running_app(make_settings(database_url, tmp_path, **overrides))
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with running_app(settings) as application:
+        yield application
 
 
 def asgi_client(app: FastAPI, client_ip: str = "127.0.0.1") -> httpx.AsyncClient:

@@ -8,25 +8,16 @@ import httpx
 from fastapi import FastAPI
 
 from agenthub.agents.models import Agent
-from agenthub.core.events import DomainEvent
 from agenthub.projects.models import Project
-from support import Account
-
-PROBLEM_JSON = "application/problem+json"
+from support import Account, assert_problem
 
 
 def expect(response: httpx.Response, status: int) -> Any:
-    """The JSON body of a response that must have this status (problem+json for errors)."""
-    assert response.status_code == status, response.text
+    """The JSON body of a response that must have this status (a checked problem for errors)."""
     if status >= 400:
-        assert response.headers["content-type"].startswith(PROBLEM_JSON)
-        assert response.json()["status"] == status
+        return assert_problem(response, status)
+    assert response.status_code == status, response.text
     return response.json() if response.content else None
-
-
-def error_fields(response: httpx.Response) -> set[str]:
-    body = expect(response, 422)
-    return {error["field"] for error in body["errors"]}
 
 
 async def new_session(client: httpx.AsyncClient, account: Account, **body: Any) -> dict[str, Any]:
@@ -65,20 +56,6 @@ async def post_message(
     return message
 
 
-async def list_page(
-    client: httpx.AsyncClient, account: Account, path: str, **params: Any
-) -> dict[str, Any]:
-    page: dict[str, Any] = expect(
-        await client.get(path, params=params, headers=account.headers), 200
-    )
-    assert set(page) == {"data", "has_more", "next_cursor"}
-    return page
-
-
-def ids(page: dict[str, Any]) -> list[str]:
-    return [item["id"] for item in page["data"]]
-
-
 async def add_agent(
     app: FastAPI, account: Account, agent_type: str, project_id: str | None = None
 ) -> str:
@@ -98,25 +75,3 @@ async def add_project(app: FastAPI, account: Account, name: str = "Apollo") -> s
         db.add(project)
         await db.flush()
         return project.id
-
-
-class EventLog:
-    """Collects what the app publishes after each commit."""
-
-    def __init__(self) -> None:
-        self.events: list[DomainEvent] = []
-
-    async def __call__(self, events: list[DomainEvent]) -> None:
-        self.events.extend(events)
-
-    def named(self, event: str, channel: str | None = None) -> list[DomainEvent]:
-        return [
-            e for e in self.events if e.event == event and (channel is None or e.channel == channel)
-        ]
-
-
-def record_events(app: FastAPI) -> EventLog:
-    """From now on, collect every domain event the app publishes."""
-    log = EventLog()
-    app.state.database.publisher = log
-    return log

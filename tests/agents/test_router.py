@@ -15,7 +15,15 @@ from agenthub.app import create_app
 from agenthub.config import Settings
 from agenthub.core.ids import new_id
 from conftest import AccountFactory, asgi_client
-from support import Account, assert_problem, error_fields, record_events, seed_session
+from support import (
+    Account,
+    assert_problem,
+    error_fields,
+    list_page,
+    names,
+    record_events,
+    seed_session,
+)
 
 URL = "/v1/agents"
 RUNNER_FIELDS = ("runner", "model", "system_prompt", "options")
@@ -28,18 +36,6 @@ async def create(client: httpx.AsyncClient, account: Account, **body: Any) -> di
     assert response.status_code == 201, response.text
     agent: dict[str, Any] = response.json()
     return agent
-
-
-async def listing(client: httpx.AsyncClient, account: Account, **params: Any) -> dict[str, Any]:
-    response = await client.get(URL, params=params, headers=account.headers)
-    assert response.status_code == 200, response.text
-    page: dict[str, Any] = response.json()
-    assert set(page) == {"data", "has_more", "next_cursor"}
-    return page
-
-
-def names(page: dict[str, Any]) -> list[str]:
-    return [a["name"] for a in page["data"]]
 
 
 async def upload(
@@ -138,7 +134,7 @@ async def test_create_rejects_bad_input(client: httpx.AsyncClient, account: Acco
         full = {"name": "A", "type": "primary", **body}
         response = await client.post(URL, json=full, headers=account.headers)
         assert field in error_fields(assert_problem(response, 422)), body
-    assert (await listing(client, account))["data"] == []
+    assert (await list_page(client, account, URL))["data"] == []
 
 
 BAD_PATCHES: list[dict[str, Any]] = [
@@ -167,26 +163,31 @@ async def test_filters_search_and_sort(client: httpx.AsyncClient, account: Accou
     await create(client, account, name="charlie", type="router", project_id=project_id)
     await create(client, account, name="delta logs", type="research", runner="cli")
 
-    assert names(await listing(client, account)) == ["delta logs", "charlie", "alpha", "bravo"]
-    assert names(await listing(client, account, sort="name")) == [
+    assert names(await list_page(client, account, URL)) == [
+        "delta logs",
+        "charlie",
+        "alpha",
+        "bravo",
+    ]
+    assert names(await list_page(client, account, URL, sort="name")) == [
         "alpha",
         "bravo",
         "charlie",
         "delta logs",
     ]
-    assert names(await listing(client, account, type="research", sort="name")) == [
+    assert names(await list_page(client, account, URL, type="research", sort="name")) == [
         "bravo",
         "delta logs",
     ]
-    assert names(await listing(client, account, status="running")) == ["alpha"]
-    assert names(await listing(client, account, runner="openai")) == ["bravo"]
-    assert names(await listing(client, account, project_id=project_id)) == ["charlie"]
-    assert names(await listing(client, account, q="logs", sort="-name")) == [
+    assert names(await list_page(client, account, URL, status="running")) == ["alpha"]
+    assert names(await list_page(client, account, URL, runner="openai")) == ["bravo"]
+    assert names(await list_page(client, account, URL, project_id=project_id)) == ["charlie"]
+    assert names(await list_page(client, account, URL, q="logs", sort="-name")) == [
         "delta logs",
         "alpha",
     ]
-    assert names(await listing(client, account, q="LOGS", runner="cli")) == ["delta logs"]
-    assert (await listing(client, account, project_id=new_id("prj")))["data"] == []
+    assert names(await list_page(client, account, URL, q="LOGS", runner="cli")) == ["delta logs"]
+    assert (await list_page(client, account, URL, project_id=new_id("prj")))["data"] == []
     for params in ({"type": "Bad Type"}, {"status": "x"}, {"runner": "x"}, {"sort": "type"}):
         assert_problem(await client.get(URL, params=params, headers=account.headers), 422)
 
@@ -197,7 +198,7 @@ async def test_paging_returns_every_agent_once_in_order(
 ) -> None:
     for n in range(5):
         await create(client, account, name=f"a{n // 2}")
-    ids = [a["id"] for a in (await listing(client, account, sort=sort))["data"]]
+    ids = [a["id"] for a in (await list_page(client, account, URL, sort=sort))["data"]]
     assert len(ids) == 5
     seen: list[str] = []
     cursor: str | None = None
@@ -205,7 +206,7 @@ async def test_paging_returns_every_agent_once_in_order(
         params: dict[str, Any] = {"sort": sort, "limit": 2}
         if cursor:
             params["after"] = cursor
-        page = await listing(client, account, **params)
+        page = await list_page(client, account, URL, **params)
         seen += [a["id"] for a in page["data"]]
         cursor = page["next_cursor"]
         if not page["has_more"]:
@@ -224,7 +225,7 @@ async def test_bulk_start_stop_with_partial_success(
     foreign = await create(client, other, name="theirs")
     unknown = new_id("agt")
     ids = [mine[0]["id"], foreign["id"], mine[1]["id"], unknown]
-    events = record_events(app)
+    events = record_events(app).events
 
     response = await bulk(client, account, action="start", ids=ids)
     assert response.status_code == 200, response.text
@@ -242,7 +243,7 @@ async def test_bulk_start_stop_with_partial_success(
     assert [e.event for e in events] == ["agent.updated", "agent.updated"]
     assert {e.data["id"] for e in events} == {mine[0]["id"], mine[1]["id"]}
 
-    states = {a["id"]: a["status"] for a in (await listing(client, account))["data"]}
+    states = {a["id"]: a["status"] for a in (await list_page(client, account, URL))["data"]}
     assert states == {mine[0]["id"]: "running", mine[1]["id"]: "running", mine[2]["id"]: "idle"}
     theirs = await client.get(f"{URL}/{foreign['id']}", headers=other.headers)
     assert theirs.json()["status"] == "idle"
@@ -275,7 +276,7 @@ async def test_bulk_update_and_delete(
         )
         assert agent["name"] in ("a", "b")
 
-    events = record_events(app)
+    events = record_events(app).events
     missing = new_id("agt")
     deleted = await bulk(client, account, action="delete", ids=[a["id"], missing])
     outcome = deleted.json()
@@ -283,7 +284,7 @@ async def test_bulk_update_and_delete(
     assert [r["status"] for r in outcome["results"]] == [204, 404]
     assert [(e.event, e.data) for e in events] == [("agent.deleted", {"id": a["id"]})]
     assert_problem(await client.get(f"{URL}/{a['id']}", headers=account.headers), 404)
-    assert names(await listing(client, account)) == ["b"]
+    assert names(await list_page(client, account, URL)) == ["b"]
 
 
 BAD_BULKS: list[tuple[dict[str, Any], str]] = [
@@ -325,7 +326,7 @@ async def test_config_upload_yaml_and_json(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
     agent = await create(client, account, name="Triage", status="running")
-    events = record_events(app)
+    events = record_events(app).events
     response = await upload(client, account, agent["id"], YAML_CONFIG, "triage.yml")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -477,8 +478,8 @@ async def test_another_users_agents_are_invisible(
                 "agent": None,
             }
         ]
-    assert (await listing(client, other))["data"] == []
-    assert (await listing(client, other, q="Secret", project_id=mine_project))["data"] == []
+    assert (await list_page(client, other, URL))["data"] == []
+    assert (await list_page(client, other, URL, q="Secret", project_id=mine_project))["data"] == []
     # Nor can the other user attach an agent to the first user's project.
     stolen = await client.post(
         URL,
@@ -499,7 +500,7 @@ async def test_routes_need_authentication(client: httpx.AsyncClient) -> None:
 async def test_idempotent_create_and_events(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
-    events = record_events(app)
+    events = record_events(app).events
     headers = {**account.headers, "Idempotency-Key": "agent-1"}
     body = {"name": "Once", "type": "router"}
     first = await client.post(URL, json=body, headers=headers)
@@ -507,7 +508,7 @@ async def test_idempotent_create_and_events(
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers.get("Idempotent-Replayed") == "true"
-    assert names(await listing(client, account)) == ["Once"]
+    assert names(await list_page(client, account, URL)) == ["Once"]
 
     url = f"{URL}/{first.json()['id']}"
     await client.patch(url, json={"status": "stopped"}, headers=account.headers)

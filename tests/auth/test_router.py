@@ -8,7 +8,6 @@ import base64
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
@@ -17,45 +16,20 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from agenthub.app import create_app
 from agenthub.auth.models import RefreshToken
-from conftest import TEST_SECRET, AccountFactory, asgi_client, empty_tables, make_settings
-from support import PASSWORD, Account
-
-PROBLEM_JSON = "application/problem+json"
-LEAK_MARKERS = ("Traceback", "sqlalchemy", "SELECT ", "INSERT ", 'File "', "password_hash")
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The response is an RFC 9457 problem with this status and leaks nothing internal."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status"} <= body.keys()
-    assert body["status"] == status
-    for marker in LEAK_MARKERS:
-        assert marker not in response.text
-    return body
-
-
-def field_errors(body: dict[str, Any]) -> set[str]:
-    errors = body["errors"]
-    assert isinstance(errors, list) and errors
-    for error in errors:
-        assert set(error) == {"field", "message"}
-        assert error["message"]
-    return {e["field"] for e in errors}
-
-
-def assert_iso_utc(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() == timedelta(0)
-    return parsed
+from conftest import TEST_SECRET, AccountFactory, asgi_client, custom_app
+from support import (
+    PASSWORD,
+    Account,
+    assert_iso_utc,
+    assert_problem,
+    error_fields,
+    list_page,
+    profile_status,
+)
 
 
 def new_email() -> str:
@@ -86,25 +60,9 @@ async def login(
     return await client.post("/v1/auth/login", json={"email": email, "password": password, **extra})
 
 
-async def profile_status(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
-    return (await client.get("/v1/user/profile", headers=headers)).status_code
-
-
 async def own_actions(client: httpx.AsyncClient, account: Account) -> list[str]:
-    response = await client.get("/v1/user/audit", headers=account.headers)
-    assert response.status_code == 200, response.text
-    return [event["action"] for event in response.json()["data"]]
-
-
-@asynccontextmanager
-async def custom_app(database_url: str, tmp_path: Path, **overrides: Any) -> AsyncIterator[FastAPI]:
-    """An app on the test database with other settings; its tables are emptied afterwards."""
-    application = create_app(make_settings(database_url, tmp_path, **overrides))
-    async with LifespanManager(application):
-        try:
-            yield application
-        finally:
-            await empty_tables(application)
+    page = await list_page(client, account, "/v1/user/audit")
+    return [event["action"] for event in page["data"]]
 
 
 # --- register -------------------------------------------------------------------------------
@@ -173,7 +131,7 @@ async def test_register_validation_errors(
     client: httpx.AsyncClient, payload: dict[str, Any], field: str
 ) -> None:
     body = assert_problem(await client.post("/v1/auth/register", json=payload), 422)
-    assert field in field_errors(body)
+    assert field in error_fields(body)
     # Nothing was created: the address can still register.
     assert (await register(client, "a@example.com")).status_code == 201
 
@@ -225,7 +183,7 @@ async def test_register_idempotency_key_with_another_body_is_422(
         "/v1/auth/register", json={"email": other, "password": PASSWORD}, headers=headers
     )
     body = assert_problem(reused, 422)
-    assert "Idempotency-Key" in field_errors(body)
+    assert "Idempotency-Key" in error_fields(body)
     # The second account was not created.
     assert_problem(await login(client, other), 401)
 
@@ -298,7 +256,7 @@ async def test_failed_and_successful_logins_are_audited(
     ids=["no-password", "empty-password", "empty"],
 )
 async def test_login_validation_errors(client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
-    field_errors(assert_problem(await client.post("/v1/auth/login", json=payload), 422))
+    error_fields(assert_problem(await client.post("/v1/auth/login", json=payload), 422))
 
 
 # --- access token attacks -------------------------------------------------------------------
@@ -565,7 +523,7 @@ async def test_refresh_rejects_unknown_fields(client: httpx.AsyncClient, account
     response = await client.post(
         "/v1/auth/refresh", json={"refresh_token": account.refresh_token, "user_id": "usr_x"}
     )
-    assert "user_id" in field_errors(assert_problem(response, 422))
+    assert "user_id" in error_fields(assert_problem(response, 422))
 
 
 # --- logout ---------------------------------------------------------------------------------

@@ -14,45 +14,19 @@ from sqlalchemy import update
 
 from agenthub.auth.models import ApiKey
 from conftest import AccountFactory
-from support import PASSWORD, Account
-
-PROBLEM_JSON = "application/problem+json"
-LEAK_MARKERS = ("Traceback", "sqlalchemy", "SELECT ", "INSERT ", 'File "', "key_hash")
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The response is an RFC 9457 problem with this status and leaks nothing internal."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status"} <= body.keys()
-    assert body["status"] == status
-    for marker in LEAK_MARKERS:
-        assert marker not in response.text
-    return body
-
-
-def field_errors(body: dict[str, Any]) -> set[str]:
-    errors = body["errors"]
-    assert isinstance(errors, list) and errors
-    for error in errors:
-        assert set(error) == {"field", "message"}
-    return {e["field"] for e in errors}
-
-
-def assert_iso_utc(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() == timedelta(0)
-    return parsed
+from support import (
+    PASSWORD,
+    Account,
+    assert_iso_utc,
+    assert_problem,
+    error_fields,
+    list_page,
+    profile_status,
+)
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def profile_status(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
-    return (await client.get("/v1/user/profile", headers=headers)).status_code
 
 
 async def create_key(client: httpx.AsyncClient, account: Account, **body: Any) -> dict[str, Any]:
@@ -72,10 +46,7 @@ async def list_keys(client: httpx.AsyncClient, account: Account) -> list[dict[st
 async def audit(
     client: httpx.AsyncClient, account: Account, path: str = "/v1/user/audit", **params: Any
 ) -> dict[str, Any]:
-    response = await client.get(path, params=params, headers=account.headers)
-    assert response.status_code == 200, response.text
-    page: dict[str, Any] = response.json()
-    return page
+    return await list_page(client, account, path, **params)
 
 
 def actions(page: dict[str, Any]) -> list[str]:
@@ -196,7 +167,7 @@ async def test_patch_profile_validation_errors(
     client: httpx.AsyncClient, account: Account, payload: dict[str, Any], field: str
 ) -> None:
     response = await client.patch("/v1/user/profile", json=payload, headers=account.headers)
-    assert field in field_errors(assert_problem(response, 422))
+    assert field in error_fields(assert_problem(response, 422))
     profile = (await client.get("/v1/user/profile", headers=account.headers)).json()
     assert profile["username"] is None and profile["is_admin"] is False
     assert profile["email"] == account.email
@@ -207,7 +178,7 @@ async def test_patch_profile_rejects_oversized_preferences(
 ) -> None:
     payload = {"preferences": {"blob": "x" * 70_000}}
     response = await client.patch("/v1/user/profile", json=payload, headers=account.headers)
-    assert "preferences" in field_errors(assert_problem(response, 422))
+    assert "preferences" in error_fields(assert_problem(response, 422))
 
 
 async def test_patch_profile_rejects_non_finite_numbers(
@@ -218,7 +189,7 @@ async def test_patch_profile_rejects_non_finite_numbers(
         content=b'{"preferences": {"x": NaN}}',
         headers={**account.headers, "Content-Type": "application/json"},
     )
-    assert "preferences" in field_errors(assert_problem(response, 422))
+    assert "preferences" in error_fields(assert_problem(response, 422))
     profile = (await client.get("/v1/user/profile", headers=account.headers)).json()
     assert profile["preferences"] == {}
 
@@ -286,7 +257,7 @@ async def test_create_api_key_validation_errors(
     client: httpx.AsyncClient, account: Account, payload: dict[str, Any]
 ) -> None:
     response = await client.post("/v1/user/api-keys", json=payload, headers=account.headers)
-    field_errors(assert_problem(response, 422))
+    error_fields(assert_problem(response, 422))
     assert await list_keys(client, account) == []
 
 
@@ -445,7 +416,7 @@ async def test_idempotency_key_with_another_body_is_422(
     created = await client.post("/v1/user/api-keys", json={"name": "one"}, headers=headers)
     assert created.status_code == 201
     reused = await client.post("/v1/user/api-keys", json={"name": "two"}, headers=headers)
-    assert "Idempotency-Key" in field_errors(assert_problem(reused, 422))
+    assert "Idempotency-Key" in error_fields(assert_problem(reused, 422))
     assert [k["name"] for k in await list_keys(client, account)] == ["one"]
 
 
@@ -506,7 +477,7 @@ async def test_idempotent_reset_replays(client: httpx.AsyncClient, account: Acco
 async def test_blank_idempotency_key_is_422(client: httpx.AsyncClient, account: Account) -> None:
     headers = {**account.headers, "Idempotency-Key": ""}
     response = await client.post("/v1/user/api-keys", json={}, headers=headers)
-    field_errors(assert_problem(response, 422))
+    error_fields(assert_problem(response, 422))
 
 
 # --- account deletion -----------------------------------------------------------------------
@@ -675,7 +646,7 @@ async def test_audit_rejects_bad_paging(
 ) -> None:
     for who, path in ((account, "/v1/user/audit"), (admin, "/v1/admin/audit")):
         response = await client.get(path, params=params, headers=who.headers)
-        field_errors(assert_problem(response, 422))
+        error_fields(assert_problem(response, 422))
 
 
 async def test_audit_accepts_the_maximum_limit(client: httpx.AsyncClient, account: Account) -> None:

@@ -19,25 +19,7 @@ from agenthub.config import Settings
 from agenthub.core.ids import new_id
 from agenthub.core.security import encode_access_token
 from conftest import TEST_SECRET, asgi_client, make_settings
-from support import Account
-
-PROBLEM_JSON = "application/problem+json"
-
-# Strings that would betray a traceback, SQL or a library behind a response.
-INTERNALS = ("Traceback", 'File "', "sqlalchemy", "asyncpg", "aiosqlite", "SELECT ", "psycopg")
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The response is a problem+json document for `status`; returns its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert isinstance(body["type"], str) and body["type"].startswith("https://")
-    assert isinstance(body["title"], str) and body["title"]
-    for marker in INTERNALS:
-        assert marker not in response.text, f"{marker!r} leaked: {response.text}"
-    return body
+from support import Account, assert_problem
 
 
 @pytest.fixture

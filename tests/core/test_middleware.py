@@ -6,16 +6,15 @@ import json
 import re
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from agenthub.app import create_app
-from conftest import asgi_client, empty_tables, make_settings
-from support import PASSWORD
+from conftest import asgi_client, custom_app
+from support import PASSWORD, assert_problem
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 ALLOWED_ORIGIN = "https://app.example"
@@ -25,19 +24,13 @@ OTHER_ORIGIN = "https://evil.example"
 @pytest.fixture
 async def custom_client(database_url: str, tmp_path: Path) -> Any:
     """A client factory for apps built with setting overrides; tables are emptied afterwards."""
-    apps = []
+    async with AsyncExitStack() as apps:
 
-    async def build(**overrides: Any) -> httpx.AsyncClient:
-        app = create_app(make_settings(database_url, tmp_path, **overrides))
-        manager = LifespanManager(app)
-        await manager.__aenter__()
-        apps.append((app, manager))
-        return asgi_client(app)
+        async def build(**overrides: Any) -> httpx.AsyncClient:
+            app = await apps.enter_async_context(custom_app(database_url, tmp_path, **overrides))
+            return asgi_client(app)
 
-    yield build
-    for app, manager in apps:
-        await empty_tables(app)
-        await manager.__aexit__(None, None, None)
+        yield build
 
 
 # --- request id, timing, security headers -------------------------------------------------------
@@ -160,10 +153,7 @@ async def _chunks(data: bytes, size: int = 100) -> AsyncIterator[bytes]:
 
 
 def _assert_413(response: httpx.Response) -> None:
-    assert response.status_code == 413, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    problem = response.json()
-    assert problem["status"] == 413
+    problem = assert_problem(response, 413)
     assert problem["type"].endswith("/payload-too-large")
     assert str(LIMIT) in problem["detail"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from agenthub.core.ids import new_id
 from conftest import AccountFactory
-from support import Account
+from support import Account, ids, list_page
 
 EVENTS = 25
 AUDIT = "/v1/user/audit"
@@ -29,34 +29,22 @@ async def busy(client: httpx.AsyncClient, make_account: AccountFactory) -> Accou
     return account
 
 
-async def _page(client: httpx.AsyncClient, account: Account, **params: Any) -> dict[str, Any]:
-    response = await client.get(AUDIT, params=params, headers=account.headers)
-    assert response.status_code == 200, response.text
-    page: dict[str, Any] = response.json()
-    assert set(page) == {"data", "has_more", "next_cursor"}
-    return page
-
-
-def _ids(page: dict[str, Any]) -> list[str]:
-    return [event["id"] for event in page["data"]]
-
-
 async def _everything(client: httpx.AsyncClient, account: Account, order: str) -> list[str]:
-    page = await _page(client, account, limit=200, order=order)
+    page = await list_page(client, account, AUDIT, limit=200, order=order)
     assert page["has_more"] is False
     assert page["next_cursor"] is None
-    return _ids(page)
+    return ids(page)
 
 
 async def test_one_page_holds_every_event_newest_first(
     client: httpx.AsyncClient, busy: Account
 ) -> None:
-    page = await _page(client, busy, limit=200)
+    page = await list_page(client, busy, AUDIT, limit=200)
     events = page["data"]
     assert len(events) == EVENTS
     assert {e["user_id"] for e in events} == {busy.id}
-    ids = _ids(page)
-    assert ids == sorted(ids, reverse=True)
+    event_ids = ids(page)
+    assert event_ids == sorted(event_ids, reverse=True)
     actions = sorted(e["action"] for e in events)
     assert actions == sorted(["auth.register", "auth.login"] + ["api_key.created"] * (EVENTS - 2))
 
@@ -82,8 +70,8 @@ async def test_after_walks_every_event_exactly_once_in_order(
         params: dict[str, Any] = {"limit": 10, "order": order}
         if cursor is not None:
             params["after"] = cursor
-        page = await _page(client, busy, **params)
-        seen += _ids(page)
+        page = await list_page(client, busy, AUDIT, **params)
+        seen += ids(page)
         sizes.append(len(page["data"]))
         if not page["has_more"]:
             assert page["next_cursor"] is None
@@ -100,13 +88,13 @@ async def test_exact_multiple_of_limit_ends_without_empty_page(
     client: httpx.AsyncClient, busy: Account
 ) -> None:
     everything = await _everything(client, busy, "desc")
-    first = await _page(client, busy, limit=EVENTS - 1)
+    first = await list_page(client, busy, AUDIT, limit=EVENTS - 1)
     assert first["has_more"] is True
-    last = await _page(client, busy, limit=1, after=first["next_cursor"])
-    assert _ids(last) == everything[-1:]
+    last = await list_page(client, busy, AUDIT, limit=1, after=first["next_cursor"])
+    assert ids(last) == everything[-1:]
     assert last["has_more"] is False
     assert last["next_cursor"] is None
-    whole = await _page(client, busy, limit=EVENTS)
+    whole = await list_page(client, busy, AUDIT, limit=EVENTS)
     assert whole["has_more"] is False
     assert whole["next_cursor"] is None
 
@@ -117,29 +105,29 @@ async def test_before_walks_back_towards_the_start(
 ) -> None:
     everything = await _everything(client, busy, order)
     # Start at the end of the list and page back to its beginning.
-    page = await _page(client, busy, limit=10, order=order, before=everything[-1])
-    assert _ids(page) == everything[14:24]
+    page = await list_page(client, busy, AUDIT, limit=10, order=order, before=everything[-1])
+    assert ids(page) == everything[14:24]
     assert page["has_more"] is True
     assert page["next_cursor"] == everything[14]
 
-    page = await _page(client, busy, limit=10, order=order, before=page["next_cursor"])
-    assert _ids(page) == everything[4:14]
+    page = await list_page(client, busy, AUDIT, limit=10, order=order, before=page["next_cursor"])
+    assert ids(page) == everything[4:14]
     assert page["has_more"] is True
 
-    page = await _page(client, busy, limit=10, order=order, before=page["next_cursor"])
-    assert _ids(page) == everything[0:4]
+    page = await list_page(client, busy, AUDIT, limit=10, order=order, before=page["next_cursor"])
+    assert ids(page) == everything[0:4]
     assert page["has_more"] is False
     assert page["next_cursor"] is None
 
 
 async def test_after_and_before_select_a_window(client: httpx.AsyncClient, busy: Account) -> None:
     everything = await _everything(client, busy, "desc")
-    after_page = await _page(client, busy, limit=3, after=everything[5])
-    assert _ids(after_page) == everything[6:9]
-    before_page = await _page(client, busy, limit=3, before=everything[5])
-    assert _ids(before_page) == everything[2:5]
+    after_page = await list_page(client, busy, AUDIT, limit=3, after=everything[5])
+    assert ids(after_page) == everything[6:9]
+    before_page = await list_page(client, busy, AUDIT, limit=3, before=everything[5])
+    assert ids(before_page) == everything[2:5]
     # A cursor past the end gives an empty last page.
-    empty = await _page(client, busy, after=everything[-1])
+    empty = await list_page(client, busy, AUDIT, after=everything[-1])
     assert empty == {"data": [], "has_more": False, "next_cursor": None}
 
 
@@ -175,7 +163,7 @@ async def test_admin_audit_pages_across_users(
         response = await client.get("/v1/admin/audit", params=params, headers=admin.headers)
         assert response.status_code == 200
         page = response.json()
-        seen += _ids(page)
+        seen += ids(page)
         cursor = page["next_cursor"]
         if not page["has_more"]:
             break

@@ -7,14 +7,11 @@ database (created and dropped here), never the session databases the API tests s
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -29,7 +26,7 @@ from agenthub.db import migrate
 from agenthub.db.models import Base
 from agenthub.search import service as search_service
 from agenthub.search.highlight import Markers
-from conftest import PG_ADMIN_DSN, asgi_client, make_settings
+from conftest import asgi_client, fresh_postgres, make_settings
 
 MODEL_TABLES = set(Base.metadata.tables)
 # The full-text search objects of migration 0003 that no model declares, per dialect.
@@ -47,34 +44,14 @@ SEARCH_TRIGGERS = {
 }
 
 
-async def _pg_admin(statement: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database that no migration has touched."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = f"agenthub_mig_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        yield (
-            PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-            + f"/{name}"
-        )
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres("agenthub_mig") as url:
+        yield url
 
 
 def _on_connection(url: str, inspect_fn: Any) -> Any:

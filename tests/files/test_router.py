@@ -15,17 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from starlette.types import Message
 
-from agenthub.app import create_app
 from agenthub.config import Settings
-from agenthub.core.events import DomainEvent
-from conftest import AccountFactory, asgi_client, empty_tables, make_settings
-from support import Account
+from conftest import AccountFactory, asgi_client, custom_app
+from support import Account, assert_problem, record_events
 
-PROBLEM_JSON = "application/problem+json"
 BOUNDARY = "agenthub-test-boundary"
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -47,15 +43,6 @@ def zip_bytes() -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert "Traceback" not in response.text
-    return body
 
 
 def stored_objects(settings: Settings) -> list[Path]:
@@ -118,14 +105,11 @@ async def post_raw(
 async def limited(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app allowing 2 files of at most 4 KiB per upload (same database and
     storage directory as the `client` fixture's app)."""
-    settings = make_settings(database_url, tmp_path, max_upload_files=2, max_file_bytes=4096)
-    app = create_app(settings)
-    async with LifespanManager(app):
-        try:
-            async with asgi_client(app) as client:
-                yield client
-        finally:
-            await empty_tables(app)
+    async with (
+        custom_app(database_url, tmp_path, max_upload_files=2, max_file_bytes=4096) as app,
+        asgi_client(app) as client,
+    ):
+        yield client
 
 
 # Upload and download
@@ -605,12 +589,7 @@ async def test_delete_removes_the_row_and_the_content(
 async def test_changes_are_published_as_domain_events(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
-    published: list[DomainEvent] = []
-
-    async def record(events: list[DomainEvent]) -> None:
-        published.extend(events)
-
-    app.state.database.publisher = record
+    published = record_events(app).events
     item = await upload_one(client, account, "a.txt", b"a\n")
     await client.patch(f"/v1/files/{item['id']}", json={"tags": ["x"]}, headers=account.headers)
     await client.delete(f"/v1/files/{item['id']}", headers=account.headers)

@@ -14,7 +14,15 @@ from sqlalchemy import select
 from agenthub.core.ids import new_id
 from agenthub.sessions.models import ChatSession
 from conftest import AccountFactory
-from support import Account, assert_problem, error_fields, record_events, seed_session
+from support import (
+    Account,
+    assert_problem,
+    error_fields,
+    list_page,
+    names,
+    record_events,
+    seed_session,
+)
 
 URL = "/v1/projects"
 
@@ -25,18 +33,6 @@ async def create(client: httpx.AsyncClient, account: Account, **body: Any) -> di
     assert response.status_code == 201, response.text
     project: dict[str, Any] = response.json()
     return project
-
-
-async def listing(client: httpx.AsyncClient, account: Account, **params: Any) -> dict[str, Any]:
-    response = await client.get(URL, params=params, headers=account.headers)
-    assert response.status_code == 200, response.text
-    page: dict[str, Any] = response.json()
-    assert set(page) == {"data", "has_more", "next_cursor"}
-    return page
-
-
-def names(page: dict[str, Any]) -> list[str]:
-    return [p["name"] for p in page["data"]]
 
 
 async def test_create_read_update_delete(client: httpx.AsyncClient, account: Account) -> None:
@@ -100,7 +96,7 @@ async def test_create_rejects_bad_input(client: httpx.AsyncClient, account: Acco
     for body, field in BAD_CREATES:
         problem = assert_problem(await client.post(URL, json=body, headers=account.headers), 422)
         assert field in error_fields(problem), body
-    assert (await listing(client, account))["data"] == []
+    assert (await list_page(client, account, URL))["data"] == []
 
 
 async def test_non_finite_numbers_are_422_not_500(
@@ -134,16 +130,18 @@ async def test_filter_by_status_and_search(client: httpx.AsyncClient, account: A
     await create(client, account, name="Ops 100%", status="completed")
     await create(client, account, name="Ops 1000", status="archived")
 
-    assert names(await listing(client, account, status="paused")) == ["Docs"]
-    assert names(await listing(client, account, status="archived")) == ["Ops 1000"]
-    found = await listing(client, account, q="revamp")
+    assert names(await list_page(client, account, URL, status="paused")) == ["Docs"]
+    assert names(await list_page(client, account, URL, status="archived")) == ["Ops 1000"]
+    found = await list_page(client, account, URL, q="revamp")
     assert sorted(names(found)) == ["Billing revamp", "Docs"]
-    assert names(await listing(client, account, q="STRIPE")) == ["Billing revamp"]
-    assert names(await listing(client, account, q="revamp", status="active")) == ["Billing revamp"]
+    assert names(await list_page(client, account, URL, q="STRIPE")) == ["Billing revamp"]
+    assert names(await list_page(client, account, URL, q="revamp", status="active")) == [
+        "Billing revamp"
+    ]
     # `%` and `_` are matched literally, not as wildcards.
-    assert names(await listing(client, account, q="100%")) == ["Ops 100%"]
-    assert names(await listing(client, account, q="_")) == []
-    assert (await listing(client, account, q="nothing like it"))["data"] == []
+    assert names(await list_page(client, account, URL, q="100%")) == ["Ops 100%"]
+    assert names(await list_page(client, account, URL, q="_")) == []
+    assert (await list_page(client, account, URL, q="nothing like it"))["data"] == []
     assert_problem(await client.get(URL, params={"status": "x"}, headers=account.headers), 422)
 
 
@@ -164,7 +162,7 @@ async def test_sort_orders(client: httpx.AsyncClient, account: Account) -> None:
     }
     for sort, order in expected.items():
         params = {"sort": sort} if sort else {}
-        assert names(await listing(client, account, **params)) == order, sort
+        assert names(await list_page(client, account, URL, **params)) == order, sort
     for bad in ("size", "+name", "name,-id"):
         response = await client.get(URL, params={"sort": bad}, headers=account.headers)
         assert "sort" in error_fields(assert_problem(response, 422))
@@ -177,7 +175,7 @@ async def test_paging_returns_every_project_once_in_order(
     for n in range(7):
         # Two projects share each name, so the id must break ties.
         await create(client, account, name=f"p{n // 2}")
-    everything = await listing(client, account, sort=sort, limit=200)
+    everything = await list_page(client, account, URL, sort=sort, limit=200)
     assert everything["has_more"] is False and everything["next_cursor"] is None
     ids = [p["id"] for p in everything["data"]]
     assert len(ids) == 7
@@ -188,7 +186,7 @@ async def test_paging_returns_every_project_once_in_order(
         params: dict[str, Any] = {"sort": sort, "limit": 3}
         if cursor:
             params["after"] = cursor
-        page = await listing(client, account, **params)
+        page = await list_page(client, account, URL, **params)
         seen += [p["id"] for p in page["data"]]
         cursor = page["next_cursor"]
         if not page["has_more"]:
@@ -196,7 +194,7 @@ async def test_paging_returns_every_project_once_in_order(
             break
     assert seen == ids
 
-    back = await listing(client, account, sort=sort, limit=3, before=ids[-1])
+    back = await list_page(client, account, URL, sort=sort, limit=3, before=ids[-1])
     assert [p["id"] for p in back["data"]] == ids[3:6]
     assert back["has_more"] is True and back["next_cursor"] == ids[3]
 
@@ -230,8 +228,8 @@ async def test_another_users_projects_are_invisible(
         await client.delete(url, headers=other.headers),
     ):
         assert project["id"] in assert_problem(response, 404)["detail"]
-    assert (await listing(client, other))["data"] == []
-    assert (await listing(client, other, q="Private"))["data"] == []
+    assert (await list_page(client, other, URL))["data"] == []
+    assert (await list_page(client, other, URL, q="Private"))["data"] == []
     stats = (await client.get(f"{URL}/stats", headers=other.headers)).json()
     assert stats["total"] == 0 and stats["projects"] == []
     # An id that never existed answers exactly the same way.
@@ -253,17 +251,17 @@ async def test_idempotent_create(client: httpx.AsyncClient, account: Account) ->
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers.get("Idempotent-Replayed") == "true"
-    assert names(await listing(client, account)) == ["Apollo"]
+    assert names(await list_page(client, account, URL)) == ["Apollo"]
 
     other_body = await client.post(URL, json={"name": "Gemini"}, headers=headers)
     assert_problem(other_body, 422)
-    assert names(await listing(client, account)) == ["Apollo"]
+    assert names(await list_page(client, account, URL)) == ["Apollo"]
 
 
 async def test_changes_publish_events_after_commit(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
-    events = record_events(app)
+    events = record_events(app).events
     project = await create(client, account, name="Evented")
     url = f"{URL}/{project['id']}"
     await client.patch(url, json={"status": "completed"}, headers=account.headers)

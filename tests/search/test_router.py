@@ -14,31 +14,23 @@ from sqlalchemy import delete, text, update
 from agenthub.search import sqlite as sqlite_search
 from agenthub.sessions.models import ChatSession, Message
 from conftest import AccountFactory
-from support import Account
+from session_support import new_session as create_session
+from session_support import post_message
+from support import Account, assert_problem, error_fields
 
 HIT_FIELDS = {"type", "id", "session_id", "title", "role", "snippet", "rank", "created_at"}
 
 
 async def new_session(client: httpx.AsyncClient, account: Account, title: str = "Chat") -> str:
-    response = await client.post(
-        "/v1/sessions",
-        json={"agent_type": "primary", "title": title},
-        headers=account.headers,
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["session"]["id"])
+    """The id of a new `primary` session."""
+    return str((await create_session(client, account, title=title))["id"])
 
 
 async def add_message(
     client: httpx.AsyncClient, account: Account, session_id: str, content: str
 ) -> str:
-    response = await client.post(
-        f"/v1/sessions/{session_id}/messages",
-        json={"role": "user", "content": content},
-        headers=account.headers,
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    """The id of a new user message."""
+    return str((await post_message(client, account, session_id, content))["id"])
 
 
 async def search(client: httpx.AsyncClient, account: Account, q: str, **params: Any) -> Any:
@@ -325,12 +317,6 @@ async def test_paging_returns_every_hit_once_in_rank_order(
     assert ranks == sorted(ranks, reverse=True)
 
 
-def problem_fields(response: httpx.Response) -> set[str]:
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    return {error["field"] for error in response.json()["errors"]}
-
-
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -353,7 +339,7 @@ async def test_invalid_requests_are_422(
     client: httpx.AsyncClient, account: Account, params: dict[str, Any], field: str
 ) -> None:
     response = await client.get("/v1/search", params=params, headers=account.headers)
-    assert field in problem_fields(response)
+    assert field in error_fields(assert_problem(response, 422))
 
 
 async def test_requires_authentication(client: httpx.AsyncClient) -> None:

@@ -17,16 +17,12 @@ from agenthub.db.base import utcnow
 from agenthub.sessions.models import ChatSession, Message
 from conftest import AccountFactory
 from session_support import (
-    error_fields,
     expect,
     get_session,
-    ids,
-    list_page,
     new_session,
     post_message,
-    record_events,
 )
-from support import Account
+from support import Account, assert_problem, error_fields, ids, list_page, record_events
 
 MESSAGE_FIELDS = {
     "id",
@@ -109,7 +105,7 @@ async def test_respond_returns_the_message_and_its_job(
         json={"role": "assistant", "content": "x", "respond": True},
         headers=account.headers,
     )
-    assert error_fields(response) == {"respond"}
+    assert error_fields(assert_problem(response, 422)) == {"respond"}
 
 
 BAD_BODIES: list[tuple[dict[str, Any], str]] = [
@@ -132,7 +128,7 @@ async def test_bad_messages_are_422_and_change_nothing(
 ) -> None:
     for body, field in BAD_BODIES:
         response = await client.post(path(session_id), json=body, headers=account.headers)
-        assert field in error_fields(response), body
+        assert field in error_fields(assert_problem(response, 422)), body
     longest = await post_message(client, account, session_id, "x" * 100_000)
     assert len(longest["content"]) == 100_000
     assert (await get_session(client, account, session_id))["message_count"] == 1
@@ -290,7 +286,7 @@ async def test_bad_list_parameters_are_422(
     ]
     for params, field in cases:
         response = await client.get(path(session_id), params=params, headers=account.headers)
-        assert error_fields(response) == {field}, params
+        assert error_fields(assert_problem(response, 422)) == {field}, params
 
 
 # --- isolation ------------------------------------------------------------------------------

@@ -16,16 +16,12 @@ from conftest import AccountFactory
 from session_support import (
     add_agent,
     add_project,
-    error_fields,
     expect,
     get_session,
-    ids,
-    list_page,
     new_session,
     post_message,
-    record_events,
 )
-from support import Account
+from support import Account, assert_problem, error_fields, ids, list_page, record_events
 
 SESSION_FIELDS = {
     "id",
@@ -126,7 +122,7 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
 async def test_create_rejects_bad_bodies(client: httpx.AsyncClient, account: Account) -> None:
     for body, field in BAD_BODIES:
         response = await client.post("/v1/sessions", json=body, headers=account.headers)
-        assert field in error_fields(response), body
+        assert field in error_fields(assert_problem(response, 422)), body
     assert await listed(client, account) == []
 
 
@@ -139,7 +135,7 @@ async def test_create_rejects_a_type_other_than_the_agents(
         json={"agent_id": agent_id, "agent_type": "primary"},
         headers=account.headers,
     )
-    assert error_fields(response) == {"agent_type"}
+    assert error_fields(assert_problem(response, 422)) == {"agent_type"}
 
 
 async def test_another_users_agent_or_project_is_unknown(
@@ -151,13 +147,13 @@ async def test_another_users_agent_or_project_is_unknown(
     response = await client.post(
         "/v1/sessions", json={"agent_id": agent_id}, headers=account.headers
     )
-    assert error_fields(response) == {"agent_id"}
+    assert error_fields(assert_problem(response, 422)) == {"agent_id"}
     response = await client.post(
         "/v1/sessions",
         json={"agent_type": "primary", "project_id": project_id},
         headers=account.headers,
     )
-    assert error_fields(response) == {"project_id"}
+    assert error_fields(assert_problem(response, 422)) == {"project_id"}
 
 
 async def test_idempotent_create_replays_the_first_response(
@@ -172,7 +168,7 @@ async def test_idempotent_create_replays_the_first_response(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert await listed(client, account) == [first.json()["session"]["id"]]
     changed = await client.post("/v1/sessions", json={**body, "title": "Twice"}, headers=headers)
-    assert error_fields(changed) == {"Idempotency-Key"}
+    assert error_fields(assert_problem(changed, 422)) == {"Idempotency-Key"}
 
 
 # --- the per-agent-type limit ---------------------------------------------------------------
@@ -328,7 +324,7 @@ async def test_list_rejects_bad_parameters(client: httpx.AsyncClient, account: A
     await new_session(client, account)
     for params, field in BAD_LIST_PARAMS:
         response = await client.get("/v1/sessions", params=params, headers=account.headers)
-        assert error_fields(response) == {field}, params
+        assert error_fields(assert_problem(response, 422)) == {field}, params
 
 
 # --- get, patch -----------------------------------------------------------------------------
@@ -354,7 +350,7 @@ async def test_get_embeds_the_last_messages_oldest_first(
         response = await client.get(
             f"/v1/sessions/{session['id']}", params={"messages": bad}, headers=account.headers
         )
-        assert error_fields(response) == {"messages"}
+        assert error_fields(assert_problem(response, 422)) == {"messages"}
 
 
 async def test_patch_renames_and_replaces_metadata(
@@ -379,10 +375,9 @@ async def test_patch_renames_and_replaces_metadata(
 
     for bad in ({"title": ""}, {"title": None}, {"metadata": None}, {"metadata": [1]}):
         response = await client.patch(path, json=bad, headers=account.headers)
-        assert error_fields(response) == set(bad), bad
-    assert error_fields(
-        await client.patch(path, json={"agent_type": "x"}, headers=account.headers)
-    ) == {"agent_type"}
+        assert error_fields(assert_problem(response, 422)) == set(bad), bad
+    response = await client.patch(path, json={"agent_type": "x"}, headers=account.headers)
+    assert error_fields(assert_problem(response, 422)) == {"agent_type"}
 
 
 # --- delete, restore ------------------------------------------------------------------------
@@ -592,7 +587,7 @@ async def test_export_rejects_an_unknown_format(
     response = await client.get(
         f"/v1/sessions/{session['id']}/export", params={"format": "pdf"}, headers=account.headers
     )
-    assert error_fields(response) == {"format"}
+    assert error_fields(assert_problem(response, 422)) == {"format"}
 
 
 # --- isolation, authentication, events ------------------------------------------------------

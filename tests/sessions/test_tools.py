@@ -12,15 +12,11 @@ from fastapi import FastAPI
 
 from conftest import AccountFactory
 from session_support import (
-    error_fields,
     expect,
-    ids,
-    list_page,
     new_session,
     post_message,
-    record_events,
 )
-from support import Account
+from support import Account, assert_problem, error_fields, ids, list_page, record_events
 
 TOOL_FIELDS = {
     "id",
@@ -213,11 +209,11 @@ async def test_bad_tool_requests_are_422(
     ]
     for body, field in bad_bodies:
         response = await client.post(path(session_id), json=body, headers=account.headers)
-        assert field in error_fields(response), body
+        assert field in error_fields(assert_problem(response, 422)), body
     tool = await record(client, account, session_id)
     for change, field in (({"status": "done"}, "status"), ({"started_at": None}, "started_at")):
         response = await progress(client, account, session_id, tool["id"], **change)
-        assert error_fields(response) == {field}
+        assert error_fields(assert_problem(response, 422)) == {field}
     for params, field in (
         ({"status": "done"}, "status"),
         ({"tool_type": "A B"}, "tool_type"),
@@ -225,7 +221,7 @@ async def test_bad_tool_requests_are_422(
         ({"after": "msg_01JD0000000000000000000000"}, "after"),
     ):
         response = await client.get(path(session_id), params=params, headers=account.headers)
-        assert error_fields(response) == {field}, params
+        assert error_fields(assert_problem(response, 422)) == {field}, params
     assert ids(await list_page(client, account, path(session_id))) == [tool["id"]]
 
 
