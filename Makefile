@@ -30,6 +30,7 @@ serve: install
 
 bench: install
 	$(PY) bench/profile.py
+	$(PY) bench/messages.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -112,11 +112,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self._limit_for(scope["path"])
-        too_large = problem_response(
-            413,
-            code="payload-too-large",
-            detail=f"The request body exceeds the limit of {limit} bytes.",
-        )
+        too_large = _TooLarge(limit)
         declared = _header(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             await too_large(scope, receive, send)
@@ -153,6 +149,21 @@ class BodyLimitMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _TooLarge:
+    """The 413 answer, built only when a body is actually over the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413,
+            code="payload-too-large",
+            detail=f"The request body exceeds the limit of {self.limit} bytes.",
+        )
+        await response(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
