@@ -36,19 +36,20 @@ class PageParams:
     order: Literal["asc", "desc"]
 
 
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+After = Annotated[str | None, Query(max_length=64, description="Cursor: items after this id")]
+Before = Annotated[str | None, Query(max_length=64, description="Cursor: items before this id")]
+
+
 def paging(
     default_order: Literal["asc", "desc"] = "desc",
 ) -> Callable[..., Awaitable[PageParams]]:
     """A dependency parsing `limit`, `after`, `before` and `order` (default `default_order`)."""
 
     async def params(
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        after: Annotated[
-            str | None, Query(max_length=64, description="Cursor: items after this id")
-        ] = None,
-        before: Annotated[
-            str | None, Query(max_length=64, description="Cursor: items before this id")
-        ] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        after: After = None,
+        before: Before = None,
         order: Annotated[Literal["asc", "desc"], Query()] = default_order,
     ) -> PageParams:
         if after is not None and before is not None:
@@ -157,13 +158,7 @@ SORT_DESCRIPTION = "Sort key; a leading `-` sorts descending. Ties are broken by
 
 
 async def cursor_params(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    after: Annotated[
-        str | None, Query(max_length=64, description="Cursor: items after this id")
-    ] = None,
-    before: Annotated[
-        str | None, Query(max_length=64, description="Cursor: items before this id")
-    ] = None,
+    limit: Limit = DEFAULT_LIMIT, after: After = None, before: Before = None
 ) -> PageParams:
     """`limit`, `after`, `before` for lists whose order comes from a `sort` parameter."""
     return await page_params(limit, after, before, "desc")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Collection
 from pathlib import PurePosixPath
 
+from agenthub.config import DEFAULT_ALLOWED_FILE_TYPES
 from agenthub.core.errors import UnsupportedMediaType
 
 HEAD_BYTES = 8192
@@ -24,22 +25,7 @@ TEXT_TYPES = frozenset(
     {"text/plain", "text/markdown", "text/csv", "application/json", "application/x-yaml"}
 )
 # Every type sniffing can name, allowed or not (the download route documents these).
-KNOWN_TYPES = (
-    "text/plain",
-    "text/markdown",
-    "text/csv",
-    "application/json",
-    "application/x-yaml",
-    "application/pdf",
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "application/zip",
-    "text/html",
-    "image/svg+xml",
-    "application/xml",
-)
+KNOWN_TYPES = (*DEFAULT_ALLOWED_FILE_TYPES, "text/html", "image/svg+xml", "application/xml")
 
 _EXECUTABLES: tuple[tuple[bytes, str], ...] = (
     (b"\x7fELF", "an ELF executable"),
