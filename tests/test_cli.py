@@ -3,76 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from processes import clean_env, run, serve
 from support import PASSWORD
-
-AGENTHUB = [sys.executable, "-m", "agenthub"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any AGENTHUB_* setting: "no configuration at all"."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHUB_")}
-    env.update({"AGENTHUB_PASSWORD_TIME_COST": "1", "AGENTHUB_PASSWORD_MEMORY_KIB": "1024"})
-    env.update(extra)
-    return env
-
-
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*AGENTHUB, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-def wait_live(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {log.read_text()}")
-        try:
-            if httpx.get(f"{base}/v1/health/live", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"server did not start: {log.read_text()}")
-
-
-def serve(cwd: Path, env: dict[str, str], *extra: str) -> Iterator[str]:
-    port = free_port()
-    log = cwd / f"serve-{port}.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*AGENTHUB, "serve", "--port", str(port), *extra],
-            cwd=cwd,
-            env=env,
-            stdout=sink,
-            stderr=sink,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_live(base, proc, log)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture

@@ -25,6 +25,12 @@ from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
 from agenthub.monitoring.health import router as health_router
 from agenthub.projects.router import router as projects_router
+from agenthub.realtime.broker import broker_publisher, create_broker
+from agenthub.realtime.hub import Hub
+from agenthub.realtime.router import router as realtime_router
+from agenthub.realtime.shutdown import signals_close
+from agenthub.realtime.sse import router as sse_router
+from agenthub.realtime.ws import router as ws_router
 from agenthub.search.router import router as search_router
 from agenthub.sessions.router import router as sessions_router
 
@@ -40,10 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     settings.signing_key  # noqa: B018 - create the persisted secret before serving
     database = Database(settings)
+    hub = Hub(settings, database, create_broker(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        await hub.start()
+        database.publisher = broker_publisher(hub.broker)
+        with signals_close(hub):
+            yield
+        await hub.close()
         await database.dispose()
 
     app = FastAPI(
@@ -59,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
     app.state.limiter = RateLimiter()
+    app.state.hub = hub
 
     install_error_handlers(app)
     install_openapi(app)
@@ -86,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions_router,
         files_router,
         search_router,
+        realtime_router,
+        ws_router,
+        sse_router,
     ):
         app.include_router(router)
     return app

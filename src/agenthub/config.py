@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     files_allowed_types: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_ALLOWED_FILE_TYPES)
     )
+    redis_prefix: str = "agenthub"
+    realtime_history_size: int = Field(default=1000, ge=1, le=100_000)
+    realtime_history_ttl_seconds: float = Field(default=600, gt=0)
+    heartbeat_interval: float = Field(default=30, gt=0)
+    ws_send_queue_size: int = Field(default=1000, ge=1)
+    ws_max_frame_bytes: int = Field(default=65_536, ge=256)
+    ws_frames_per_second: int = Field(default=50, ge=1)
+    ws_close_timeout_seconds: float = Field(default=5, gt=0)
+    presence_ttl_seconds: float = Field(default=60, gt=0)
+    sse_keepalive_seconds: float = Field(default=15, gt=0)
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
     cli_command: str | None = None

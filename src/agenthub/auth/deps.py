@@ -31,6 +31,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="JWT access token or API key")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 _cookie = APIKeyCookie(name=ACCESS_COOKIE, auto_error=False)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+ApiKeyCredentials = Annotated[str | None, Depends(_api_key)]
+CookieCredentials = Annotated[str | None, Depends(_cookie)]
 
 
 # `async def` although they never await: FastAPI runs a plain `def` dependency in its thread
@@ -67,7 +70,7 @@ Client = Annotated[ClientInfo, Depends(client_info)]
 _INVALID = "The credentials are invalid, expired or revoked."
 
 
-async def _user_from_token(db: DbSession, settings: Settings, token: str) -> User | None:
+async def user_from_token(db: DbSession, settings: Settings, token: str) -> User | None:
     if looks_like_jwt(token):
         try:
             claims = decode_access_token(settings.signing_key, token)
@@ -91,17 +94,17 @@ async def current_user(
     request: Request,
     db: DbSession,
     settings: AppSettings,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
-    cookie: Annotated[str | None, Depends(_cookie)],
+    bearer: BearerCredentials,
+    api_key: ApiKeyCredentials,
+    cookie: CookieCredentials,
 ) -> User:
     """The authenticated, active user; 401 otherwise (403 for a cookie request without CSRF)."""
     if bearer is not None:
-        user = await _user_from_token(db, settings, bearer.credentials)
+        user = await user_from_token(db, settings, bearer.credentials)
     elif api_key is not None:
         user = await service.user_for_api_key(db, api_key)
     elif cookie is not None:
-        user = await _user_from_token(db, settings, cookie)
+        user = await user_from_token(db, settings, cookie)
         if user is not None:
             check_csrf(request)
     else:

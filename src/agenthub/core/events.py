@@ -21,12 +21,17 @@ _PENDING = "agenthub.events"
 log = structlog.get_logger("agenthub.events")
 
 
+def timestamp() -> str:
+    """Now, as events carry it: ISO 8601 UTC with a `Z`."""
+    return utcnow().isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class DomainEvent:
     channel: str
     event: str
     data: dict[str, Any]
-    ts: str = field(default_factory=lambda: utcnow().isoformat().replace("+00:00", "Z"))
+    ts: str = field(default_factory=timestamp)
 
 
 Publisher = Callable[[list[DomainEvent]], Awaitable[None]]

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
 import structlog
 
 _SECRET_KEYS = ("password", "token", "secret", "api_key", "authorization", "cookie")
+# Credentials in a URL's query, as uvicorn logs a WebSocket handshake (`/v1/ws?token=...`).
+_SECRET_QUERY = re.compile(r"(?i)\b(token|access_token|api_key)=[^&\s\"']+")
 
 
 def _redact(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
     for key in list(event):
         if any(marker in key.lower() for marker in _SECRET_KEYS):
             event[key] = "**********"
+    message = event.get("event")
+    if isinstance(message, str) and "=" in message:
+        event["event"] = _SECRET_QUERY.sub(r"\1=**********", message)
     return event
 
 

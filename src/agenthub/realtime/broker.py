@@ -1,0 +1,172 @@
+"""The `Broker` interface: publish with offset assignment, live fan-out, bounded history and
+presence. Backends: `memory` (one process) and `redis` (shared by every node).
+
+Each channel is a log. `publish` assigns the next offset atomically, so two nodes publishing
+to one channel never collide or reorder. The log keeps the last `history_size` events and
+expires `history_ttl` seconds after it was last published to or read; its `epoch` changes
+whenever the log starts over, so an offset from an earlier log is never mistaken for one of
+the current log. A publish that fails with `BrokerUnavailable` may still have happened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+import structlog
+
+from agenthub.config import Settings
+from agenthub.core.events import DomainEvent, Publisher
+
+log = structlog.get_logger("agenthub.realtime")
+
+JsonDict = dict[str, Any]
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as every frame is sent."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class BrokerUnavailable(Exception):
+    """The broker's backing service (Redis) cannot be reached."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One publication on a channel, with its place in the channel's log."""
+
+    channel: str
+    offset: int
+    epoch: str
+    event: str
+    data: JsonDict
+    ts: str
+
+    def frame(self) -> JsonDict:
+        return {
+            "type": "event",
+            "channel": self.channel,
+            "offset": self.offset,
+            "epoch": self.epoch,
+            "event": self.event,
+            "data": self.data,
+            "ts": self.ts,
+        }
+
+    @cached_property
+    def text(self) -> str:
+        """The WebSocket frame, serialized once however many subscribers receive it."""
+        return dumps(self.frame())
+
+    @cached_property
+    def sse(self) -> str:
+        """The SSE message: `id: <epoch>:<offset>`, the event name and the frame as data."""
+        return f"id: {self.epoch}:{self.offset}\nevent: {self.event}\ndata: {self.text}\n\n"
+
+
+@dataclass(frozen=True)
+class History:
+    """What a channel's log holds now: its epoch, its last offset and the retained events
+    after the requested offset, oldest first."""
+
+    epoch: str
+    offset: int
+    events: list[Event] = field(default_factory=list)
+
+    def since(self, offset: int, epoch: str | None) -> tuple[bool, list[Event]]:
+        """Whether every event after (`epoch`, `offset`) is still retained, and those events.
+
+        A different epoch, an offset beyond the log, or a gap between `offset` and the oldest
+        retained event means the caller missed events it cannot get back.
+        """
+        if epoch is not None and epoch != self.epoch:
+            return False, []
+        if offset > self.offset:
+            return False, []
+        missed = [e for e in self.events if e.offset > offset]
+        if offset < self.offset and (not missed or missed[0].offset != offset + 1):
+            return False, missed
+        return True, missed
+
+
+class BrokerListener(Protocol):
+    """What a node does with what the broker delivers."""
+
+    def on_event(self, event: Event) -> None:
+        """A live event on a channel this node subscribed to, in offset order per channel."""
+
+    def on_resync(self) -> None:
+        """Live delivery was interrupted (e.g. Redis reconnected): events may have been
+        missed and subscribers should catch up from history."""
+
+
+class Broker(Protocol):
+    """Publish, subscribe, history and presence; one instance per process."""
+
+    name: str
+
+    async def start(self, listener: BrokerListener) -> None:
+        """Begin delivering live events of subscribed channels to `listener`."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise `BrokerUnavailable` unless the backing service answers."""
+
+    async def publish(self, channel: str, event: str, data: JsonDict, ts: str) -> Event:
+        """Append to the channel's log with the next offset and fan the event out."""
+
+    async def subscribe(self, channel: str) -> None:
+        """Start live delivery of `channel` to this node; returns once it is active, so any
+        event published afterwards is delivered."""
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def history(self, channel: str) -> History:
+        """The channel's epoch, last offset and every retained event (the log is created,
+        empty with a new epoch, if it does not exist)."""
+
+    async def set_members(self, key: str, members: Mapping[str, JsonDict], ttl: float) -> None:
+        """Add or refresh members of a presence set; each expires `ttl` seconds from now."""
+
+    async def remove_member(self, key: str, member_id: str) -> None: ...
+
+    async def members(self, key: str) -> list[JsonDict]:
+        """The unexpired members' info of a presence set."""
+
+    async def member_keys(self, prefix: str) -> list[str]:
+        """The presence sets whose key starts with `prefix` and that have members."""
+
+
+def create_broker(settings: Settings) -> Broker:
+    """The Redis broker when `AGENTHUB_REDIS_URL` is set, the in-process one otherwise."""
+    if settings.redis_url:
+        from agenthub.realtime.redis import RedisBroker
+
+        return RedisBroker(settings)
+    from agenthub.realtime.memory import MemoryBroker
+
+    return MemoryBroker(settings)
+
+
+def broker_publisher(broker: Broker) -> Publisher:
+    """Publish committed domain events; a broker outage loses the notification, never data
+    (clients refetch by REST), so it is logged and swallowed."""
+
+    async def publish(events: list[DomainEvent]) -> None:
+        for item in events:
+            try:
+                await broker.publish(item.channel, item.event, item.data, item.ts)
+            except BrokerUnavailable as exc:
+                log.warning(
+                    "event_not_published",
+                    channel=item.channel,
+                    domain_event=item.event,
+                    error=str(exc),
+                )
+
+    return publish

@@ -1,0 +1,91 @@
+"""Channel names and who may use them.
+
+`user:{id}` (own notifications), `session:{id}`, `job:{id}`, `workflow:{id}` (own resources),
+`room:{name}` (any signed-in user) and `system` (administrators). Resource kinds register an
+ownership check in `OWNERSHIP`; another user's resource is reported exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agenthub.sessions.models import ChatSession
+
+CHANNEL_PATTERN = r"^(system|(user|session|job|workflow|room):[A-Za-z0-9_.:\-]{1,128})$"
+_CHANNEL = re.compile(CHANNEL_PATTERN)
+SYSTEM = "system"
+ROOM_PREFIX = "room:"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who holds a realtime connection."""
+
+    user_id: str
+    is_admin: bool
+
+
+class ChannelRefused(Exception):
+    """The channel does not exist for this caller, or is not theirs (`code` says which)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+OwnershipCheck = Callable[[AsyncSession, str, str], Awaitable[bool]]
+
+
+async def _owns_session(db: AsyncSession, user_id: str, session_id: str) -> bool:
+    found = await db.scalar(
+        select(ChatSession.id).where(ChatSession.id == session_id, ChatSession.user_id == user_id)
+    )
+    return found is not None
+
+
+OWNERSHIP: dict[str, OwnershipCheck] = {"session": _owns_session}
+"""Kind → does this user own the resource with this id; other kinds register theirs."""
+
+
+def is_room(channel: str) -> bool:
+    return channel.startswith(ROOM_PREFIX)
+
+
+def check_name(channel: str) -> None:
+    if not _CHANNEL.match(channel):
+        raise ChannelRefused(
+            "invalid_channel",
+            "Channels are user:{id}, session:{id}, job:{id}, workflow:{id}, room:{name} or "
+            "system; names use letters, digits and _ . : - (at most 128).",
+        )
+
+
+async def authorize(
+    sessions: async_sessionmaker[AsyncSession], who: Principal, channel: str
+) -> None:
+    """Return if `who` may subscribe to (and read the history of) `channel`; raise otherwise.
+    Only resource channels open a database session."""
+    check_name(channel)
+    if channel == SYSTEM:
+        if not who.is_admin:
+            raise ChannelRefused("forbidden", "The system channel is for administrators.")
+        return
+    kind, _, name = channel.partition(":")
+    if kind == "room":
+        return
+    if kind == "user":
+        allowed = name == who.user_id
+    else:
+        check = OWNERSHIP.get(kind)
+        allowed = False
+        if check is not None:
+            async with sessions() as db:
+                allowed = await check(db, who.user_id, name)
+    if not allowed:
+        raise ChannelRefused("not_found", f"Channel {channel!r} not found.")

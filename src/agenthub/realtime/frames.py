@@ -1,0 +1,96 @@
+"""What the server does with each client frame of `/v1/ws`; every reply echoes the frame's
+`id`, every failure is an `error` frame and the connection stays up."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+
+from agenthub.realtime.broker import BrokerUnavailable
+from agenthub.realtime.channels import ChannelRefused
+from agenthub.realtime.connection import Connection
+from agenthub.realtime.hub import Hub
+from agenthub.realtime.protocol import (
+    ClientFrame,
+    FrameError,
+    Heartbeat,
+    History,
+    Ping,
+    Presence,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    error_frame,
+    parse_frame,
+)
+
+log = structlog.get_logger("agenthub.realtime")
+
+
+async def handle(hub: Hub, connection: Connection, text: str) -> None:
+    """Act on one frame; answer errors with an `error` frame."""
+    frame_id: Any = None
+    try:
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise FrameError("invalid_json", "A frame is one JSON object.") from None
+        frame = parse_frame(raw)
+        frame_id = frame.id
+        await _dispatch(hub, connection, frame)
+    except FrameError as exc:
+        connection.send(error_frame(exc.code, exc.message, exc.frame_id))
+    except ChannelRefused as exc:
+        connection.send(error_frame(exc.code, exc.message, frame_id))
+    except BrokerUnavailable:
+        message = "Realtime is unavailable for a moment; retry shortly."
+        connection.send(error_frame("unavailable", message, frame_id))
+    except Exception:
+        log.exception("frame_failed", connection_id=connection.id)
+        connection.send(error_frame("internal", "The frame could not be handled.", frame_id))
+
+
+async def _dispatch(hub: Hub, connection: Connection, frame: ClientFrame) -> None:
+    who = connection.principal
+    match frame:
+        case Subscribe(channel=channel, since=since):
+            await hub.subscribe(connection, channel, since, frame.id)
+        case Unsubscribe(channel=channel):
+            if not await hub.unsubscribe(connection, channel):
+                raise FrameError("not_subscribed", f"Not subscribed to {channel!r}.", frame.id)
+            connection.send({"type": "unsubscribed", "id": frame.id, "channel": channel})
+        case Publish(channel=channel, data=data):
+            event = await hub.publish_to_room(connection, channel, data)
+            connection.send(
+                {
+                    "type": "published",
+                    "id": frame.id,
+                    "channel": channel,
+                    "offset": event.offset,
+                    "epoch": event.epoch,
+                }
+            )
+        case Presence(channel=channel):
+            members = await hub.presence(who, channel)
+            connection.send(
+                {"type": "presence", "id": frame.id, "channel": channel, "members": members}
+            )
+        case History(channel=channel, since=since, limit=limit):
+            log, recovered, events = await hub.history(who, channel, since, limit)
+            connection.send(
+                {
+                    "type": "history",
+                    "id": frame.id,
+                    "channel": channel,
+                    "epoch": log.epoch,
+                    "offset": log.offset,
+                    "recovered": recovered,
+                    "events": [event.frame() for event in events],
+                }
+            )
+        case Heartbeat():
+            connection.send({"type": "heartbeat_ack", "id": frame.id})
+        case Ping():
+            connection.send({"type": "pong", "id": frame.id})
