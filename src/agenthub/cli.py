@@ -47,6 +47,12 @@ def serve(
     if settings.migrate_on_start:
         migrate.upgrade(settings.database_url)
     settings.signing_key  # noqa: B018 - persist the secret once, before workers start
+    if workers > 1 and not settings.redis_url:
+        console.print(
+            "[yellow]--workers > 1 without AGENTHUB_REDIS_URL: each process keeps its own "
+            "realtime events, so a client only hears changes made through its own process. "
+            "Set AGENTHUB_REDIS_URL to share them.[/yellow]"
+        )
     uvicorn.run(
         "agenthub.app:create_app",
         factory=True,

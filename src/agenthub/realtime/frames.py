@@ -23,10 +23,20 @@ from agenthub.realtime.protocol import (
     Subscribe,
     Unsubscribe,
     error_frame,
+    id_of,
     parse_frame,
 )
 
 log = structlog.get_logger("agenthub.realtime")
+
+
+def refuse(connection: Connection, text: str, code: str, message: str) -> None:
+    """Answer a frame that will not be acted on, echoing its `id` when it has one."""
+    try:
+        frame_id = id_of(json.loads(text))
+    except ValueError:
+        frame_id = None
+    connection.send(error_frame(code, message, frame_id))
 
 
 async def handle(hub: Hub, connection: Connection, text: str) -> None:

@@ -84,11 +84,17 @@ class FrameError(Exception):
         self.frame_id = frame_id
 
 
+def id_of(raw: Any) -> str | int | None:
+    """The `id` a reply to this decoded frame echoes (None if it has no usable one)."""
+    frame_id = raw.get("id") if isinstance(raw, dict) else None
+    return frame_id if isinstance(frame_id, str | int) else None
+
+
 def parse_frame(raw: Any) -> ClientFrame:
     """The frame in `raw` (decoded JSON), or `FrameError` saying what is wrong with it."""
     if not isinstance(raw, dict):
         raise FrameError("invalid_frame", "A frame is a JSON object with a type.")
-    frame_id = raw.get("id") if isinstance(raw.get("id"), str | int) else None
+    frame_id = id_of(raw)
     if raw.get("type") not in FRAME_TYPES:
         raise FrameError(
             "unknown_type", f"type must be one of: {', '.join(FRAME_TYPES)}.", frame_id

@@ -98,13 +98,7 @@ async def _receive(hub: Hub, connection: Connection, websocket: WebSocket) -> bo
             connection.close(CloseCode.FLOOD, "too many frames")
             return False
         if verdict == "over":
-            connection.send(
-                {
-                    "type": "error",
-                    "id": None,
-                    "code": "rate_limited",
-                    "message": f"At most {connection.budget.per_second} frames a second.",
-                }
-            )
+            limit_notice = f"At most {connection.budget.per_second} frames a second."
+            frames.refuse(connection, data, "rate_limited", limit_notice)
             continue
         await frames.handle(hub, connection, data)
