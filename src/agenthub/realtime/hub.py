@@ -151,6 +151,11 @@ class Hub:
                 del connection.subscriptions[channel]
             self._detach(subscription)
             raise
+        # Listed and present before the client hears `subscribed`; the join event itself waits
+        # in `pending` and follows the replay.
+        await self._register(connection)
+        if is_room(channel) and subscription.presence is None:
+            await self._join(subscription)
         recovered, missed = (
             (True, []) if since is None else history.since(since.offset, since.epoch)
         )
@@ -158,9 +163,6 @@ class Hub:
         for event in missed if recovered else []:
             connection.send(event)
         subscription.go_live(history.epoch, history.offset)
-        await self._register(connection)
-        if is_room(channel) and subscription.presence is None:
-            await self._join(subscription)
 
     @staticmethod
     def _subscribed(channel: str, history: History, recovered: bool, frame_id: Any) -> JsonDict:
@@ -201,10 +203,15 @@ class Hub:
             "joined_at": timestamp(),
         }
         subscription.presence = info
-        await self.broker.set_members(
-            subscription.channel, {connection.id: info}, self.settings.presence_ttl_seconds
-        )
-        await self.broker.publish(subscription.channel, "presence.join", info, info["joined_at"])
+        try:
+            await self.broker.set_members(
+                subscription.channel, {connection.id: info}, self.settings.presence_ttl_seconds
+            )
+            await self.broker.publish(
+                subscription.channel, "presence.join", info, info["joined_at"]
+            )
+        except BrokerUnavailable as exc:  # the refresh loop records the presence later
+            log.warning("presence_not_recorded", channel=subscription.channel, error=str(exc))
 
     def _detach(self, subscription: Subscription) -> None:
         channel = subscription.channel
