@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agenthub.core.jsondata import JsonObject
-from agenthub.realtime.channels import CHANNEL_PATTERN
+from agenthub.realtime.channels import CHANNEL_PATTERN, ChannelRefused, check_name
 
 Channel = Annotated[str, Field(pattern=CHANNEL_PATTERN, max_length=140)]
 FrameId = Annotated[str | int, Field(union_mode="left_to_right")]
@@ -103,6 +103,11 @@ def parse_frame(raw: Any) -> ClientFrame:
         return _frames.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
+        if first["loc"][1:] == ("channel",) and isinstance(raw.get("channel"), str):
+            try:  # a malformed channel name: `invalid_channel`, explaining the naming rules
+                check_name(raw["channel"])
+            except ChannelRefused as refused:
+                raise FrameError(refused.code, refused.message, frame_id) from None
         where = ".".join(str(part) for part in first["loc"][1:]) or "frame"
         raise FrameError("invalid_frame", f"{where}: {first['msg']}", frame_id) from None
 
