@@ -1,4 +1,6 @@
 """Every API test runs twice: on SQLite and on PostgreSQL, each built with `alembic upgrade head`.
+Tests of real server processes run on a `deployment`: SQLite with the in-process broker, or
+PostgreSQL with Redis.
 
 PostgreSQL gets a fresh database per test run (dropped at the end). Between tests every table
 is emptied, so each test starts from a clean, migrated schema. When `CI` is set and PostgreSQL
@@ -11,7 +13,13 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,8 @@ from agenthub.auth import service
 from agenthub.config import Settings
 from agenthub.db import migrate
 from agenthub.db.models import Base
+from processes import Server, clean_env, server_process
+from realtime_support import drop_prefix, redis_url, require_redis
 from support import PASSWORD, Account
 
 PG_ADMIN_DSN = os.environ.get(
@@ -198,3 +208,54 @@ async def admin(app: FastAPI, client: httpx.AsyncClient) -> Account:
     assert login.status_code == 200, login.text
     tokens = login.json()
     return Account(user.id, email, PASSWORD, tokens["access_token"], tokens["refresh_token"])
+
+
+@dataclass
+class Deployment:
+    """What the nodes of one deployment share: database, broker and settings."""
+
+    backend: str
+    workdir: Path
+    env: dict[str, str]
+
+    def node(
+        self, *extra: str, port: int | None = None, **settings: str
+    ) -> AbstractContextManager[Server]:
+        """Start one more `agenthub serve` node of this deployment (`settings` are extra
+        AGENTHUB_* variables, e.g. `AGENTHUB_HEARTBEAT_INTERVAL="0.5"`)."""
+        return server_process(self.workdir, {**self.env, **settings}, *extra, port=port)
+
+
+@pytest.fixture(scope="module", params=("memory", "redis"))
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    workdir = tmp_path_factory.mktemp("realtime")
+    env = clean_env(
+        AGENTHUB_SECRET_KEY=TEST_SECRET,
+        AGENTHUB_AUTO_MIGRATE="false",
+        AGENTHUB_LOG_LEVEL="WARNING",
+        AGENTHUB_FILES_DIR=str(workdir / "files"),
+        AGENTHUB_LOGIN_LIMIT_IP="10000/minute",
+        AGENTHUB_LOGIN_LIMIT_ACCOUNT="10000/minute",
+    )
+    if request.param == "memory":
+        env["AGENTHUB_DATABASE_URL"] = request.getfixturevalue("sqlite_url")
+        yield Deployment("memory", workdir, env)
+        return
+    require_redis()
+    prefix = f"test{secrets.token_hex(4)}"
+    env["AGENTHUB_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    env["AGENTHUB_REDIS_URL"] = redis_url()
+    env["AGENTHUB_REDIS_PREFIX"] = prefix
+    try:
+        yield Deployment("redis", workdir, env)
+    finally:
+        drop_prefix(prefix)
+
+
+@pytest.fixture(scope="module")
+def server(deployment: Deployment) -> Iterator[Server]:
+    """One node with default settings, shared by the tests of a module."""
+    with deployment.node() as node:
+        yield node

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -70,10 +71,13 @@ class Server:
 
 
 @contextmanager
-def server_process(cwd: Path, env: dict[str, str], *extra: str) -> Iterator[Server]:
-    """`agenthub serve` on a free port, live before it is yielded, terminated afterwards."""
-    port = free_port()
-    log = cwd / f"serve-{port}.log"
+def server_process(
+    cwd: Path, env: dict[str, str], *extra: str, port: int | None = None
+) -> Iterator[Server]:
+    """`agenthub serve` on `port` (a free one by default), live before it is yielded,
+    terminated (SIGTERM) afterwards."""
+    port = port or free_port()
+    log = cwd / f"serve-{port}-{secrets.token_hex(2)}.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [*AGENTHUB, "serve", "--port", str(port), *extra],

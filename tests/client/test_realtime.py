@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import ExitStack
 
 import pytest
 
@@ -24,10 +22,8 @@ from agenthub.client import (
     RecoveryFailed,
     Subscription,
 )
-from agenthub.db import migrate
-from conftest import TEST_SECRET, fresh_postgres
-from processes import AGENTHUB, clean_env, free_port, wait_live
-from realtime_support import drop_prefix, redis_url, require_redis
+from conftest import Deployment
+from processes import Server
 from support import PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -36,91 +32,10 @@ HEARTBEAT = 0.5  # seconds: the server closes a connection silent for two of the
 WAIT = 10.0
 
 
-@dataclass
-class Deployment:
-    backend: str
-    workdir: Path
-    env: dict[str, str]
-
-
-class Node:
-    """One `agenthub serve` process of a deployment, on a given or free port."""
-
-    def __init__(self, deployment: Deployment, port: int | None = None) -> None:
-        self.deployment = deployment
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Node:
-        log = self.deployment.workdir / f"serve-{self.port}-{secrets.token_hex(2)}.log"
-        with log.open("wb") as sink:
-            self.proc = subprocess.Popen(
-                [*AGENTHUB, "serve", "--port", str(self.port)],
-                cwd=self.deployment.workdir,
-                env=self.deployment.env,
-                stdout=sink,
-                stderr=sink,
-            )
-        try:
-            wait_live(self.base, self.proc, log)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """SIGTERM: the server closes every WebSocket with 1001 and exits."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture(scope="module", params=("memory", "redis"))
-def deployment(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployment]:
-    workdir = tmp_path_factory.mktemp("client-realtime")
-    env = clean_env(
-        AGENTHUB_SECRET_KEY=TEST_SECRET,
-        AGENTHUB_LOG_LEVEL="WARNING",
-        AGENTHUB_FILES_DIR=str(workdir / "files"),
-        AGENTHUB_LOGIN_LIMIT_IP="10000/minute",
-        AGENTHUB_LOGIN_LIMIT_ACCOUNT="10000/minute",
-        AGENTHUB_HEARTBEAT_INTERVAL=str(HEARTBEAT),
-    )
-    if request.param == "memory":
-        env["AGENTHUB_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'agenthub.db'}"
-        yield Deployment("memory", workdir, env)
-        return
-    require_redis()
-    prefix = f"client{secrets.token_hex(4)}"
-    with fresh_postgres("agenthub_client") as url:
-        migrate.upgrade(url)
-        env.update(
-            AGENTHUB_DATABASE_URL=url,
-            AGENTHUB_AUTO_MIGRATE="false",
-            AGENTHUB_REDIS_URL=redis_url(),
-            AGENTHUB_REDIS_PREFIX=prefix,
-        )
-        try:
-            yield Deployment("redis", workdir, env)
-        finally:
-            drop_prefix(prefix)
-
-
 @pytest.fixture(scope="module")
-def server(deployment: Deployment) -> Iterator[Node]:
-    node = Node(deployment).start()
-    yield node
-    node.stop()
+def server(deployment: Deployment) -> Iterator[Server]:
+    with deployment.node(AGENTHUB_HEARTBEAT_INTERVAL=str(HEARTBEAT)) as node:
+        yield node
 
 
 async def signed_in(base: str) -> AgentHubClient:
@@ -133,8 +48,8 @@ async def signed_in(base: str) -> AgentHubClient:
 
 
 @pytest.fixture
-async def api(server: Node) -> AsyncIterator[AgentHubClient]:
-    async with await signed_in(server.base) as client:
+async def api(server: Server) -> AsyncIterator[AgentHubClient]:
+    async with await signed_in(server.http) as client:
         yield client
 
 
@@ -238,9 +153,9 @@ async def test_error_frames_raise_realtime_error(rt: RealtimeClient) -> None:
     assert await rt.ping() >= 0 and rt.reconnects == 0  # the connection stays up
 
 
-async def test_replay_since_and_a_stale_epoch(rt: RealtimeClient, server: Node) -> None:
+async def test_replay_since_and_a_stale_epoch(rt: RealtimeClient, server: Server) -> None:
     room = room_name()
-    async with await signed_in(server.base) as other, other.realtime() as publisher:
+    async with await signed_in(server.http) as other, other.realtime() as publisher:
         await publish(publisher, room, range(3))
     replay = Stream(await rt.subscribe(room, since=Position(0)))
     assert payloads(await replay.messages(3)) == [0, 1, 2]
@@ -265,11 +180,11 @@ async def test_heartbeats_keep_an_idle_connection_open(rt: RealtimeClient) -> No
 
 
 async def test_drop_reconnects_and_resumes_without_gaps_or_duplicates(
-    rt: RealtimeClient, server: Node
+    rt: RealtimeClient, server: Server
 ) -> None:
     room = room_name()
     sub = Stream(await rt.subscribe(room))
-    async with await signed_in(server.base) as other, other.realtime() as publisher:
+    async with await signed_in(server.http) as other, other.realtime() as publisher:
         await publish(publisher, room, range(5))
         assert payloads(await sub.messages(5)) == list(range(5))
         first = rt.connection_id
@@ -282,13 +197,13 @@ async def test_drop_reconnects_and_resumes_without_gaps_or_duplicates(
     assert rt.reconnects == 3 and rt.connection_id != first and rt.last_close_code == 1006
 
 
-async def test_server_close_4429_reconnects_and_resumes(rt: RealtimeClient, server: Node) -> None:
+async def test_server_close_4429_reconnects_and_resumes(rt: RealtimeClient, server: Server) -> None:
     room = room_name()
     sub = Stream(await rt.subscribe(room))
     await rt.publish(room, {"i": 0})
     results = await asyncio.gather(*(rt.ping() for _ in range(150)), return_exceptions=True)
     assert any(isinstance(r, ConnectionLost) for r in results), results  # flood: closed
-    async with await signed_in(server.base) as other, other.realtime() as publisher:
+    async with await signed_in(server.http) as other, other.realtime() as publisher:
         await publish(publisher, room, range(1, 4))
         await reconnected(rt, 0)
         assert rt.last_close_code == 4429
@@ -299,15 +214,19 @@ async def test_server_close_4429_reconnects_and_resumes(rt: RealtimeClient, serv
 async def test_server_restart_1001_resumes_or_reports_recovery_failed(
     deployment: Deployment,
 ) -> None:
-    node = await asyncio.to_thread(Node(deployment).start)
+    nodes = ExitStack()
+    node = await asyncio.to_thread(
+        nodes.enter_context, deployment.node(AGENTHUB_HEARTBEAT_INTERVAL=str(HEARTBEAT))
+    )
     try:
-        async with await signed_in(node.base) as api, api.realtime(backoff_cap=0.3) as rt:
+        async with await signed_in(node.http) as api, api.realtime(backoff_cap=0.3) as rt:
             room = room_name()
             sub = Stream(await rt.subscribe(room))
             await publish(rt, room, range(3))
             assert payloads(await sub.messages(3)) == [0, 1, 2]
-            await asyncio.to_thread(node.stop)
-            node = await asyncio.to_thread(Node(deployment, node.port).start)
+            await asyncio.to_thread(nodes.close)  # SIGTERM
+            restarted = deployment.node(port=node.port, AGENTHUB_HEARTBEAT_INTERVAL=str(HEARTBEAT))
+            node = await asyncio.to_thread(nodes.enter_context, restarted)
             await reconnected(rt, 0)
             assert rt.last_close_code == 1001
             if deployment.backend == "memory":  # the log lived in the old process
@@ -319,7 +238,7 @@ async def test_server_restart_1001_resumes_or_reports_recovery_failed(
             # replayed: `messages` checks that nothing in between is missing
             assert payloads(await sub.messages(3)) == [3, 4, 5]
     finally:
-        await asyncio.to_thread(node.stop)
+        await asyncio.to_thread(nodes.close)
 
 
 async def test_a_refused_token_is_fatal_and_not_retried(api: AgentHubClient) -> None:

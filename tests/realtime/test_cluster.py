@@ -10,17 +10,15 @@ import json
 import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
+from conftest import Deployment
 from processes import Server
 from realtime_support import Frame, WsPeer, receive, sign_up, ws_peer
 from support import Account
-
-if TYPE_CHECKING:
-    from realtime.conftest import Deployment
 
 pytestmark = [
     pytest.mark.slow,

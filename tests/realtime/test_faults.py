@@ -13,16 +13,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from conftest import Deployment
 from realtime_support import eventually, receive, sign_up, ws_peer
-
-if TYPE_CHECKING:
-    from realtime.conftest import Deployment
 
 pytestmark = pytest.mark.slow
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
+from conftest import Deployment
 from processes import Server
 from realtime_support import eventually, make_admin, sign_up, sse_stream, ws_peer
 from support import Account, assert_problem
-
-if TYPE_CHECKING:
-    from realtime.conftest import Deployment
 
 pytestmark = pytest.mark.slow
 

@@ -5,17 +5,15 @@ replay of retained history, stale epochs, keep-alive comments, and the errors be
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
+from conftest import Deployment
 from processes import Server
 from realtime_support import SseMessage, SseReader, create_admin, sign_up, sse_stream, ws_peer
 from support import Account, assert_problem
-
-if TYPE_CHECKING:
-    from realtime.conftest import Deployment
 
 pytestmark = pytest.mark.slow
 

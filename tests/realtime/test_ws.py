@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
+from conftest import Deployment
 from processes import Server
 from realtime_support import (
     Frame,
@@ -29,9 +30,6 @@ from realtime_support import (
     sign_up,
     ws_peer,
 )
-
-if TYPE_CHECKING:
-    from realtime.conftest import Deployment
 
 pytestmark = pytest.mark.slow
 
