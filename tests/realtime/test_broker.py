@@ -128,6 +128,17 @@ async def test_offsets_start_at_one_and_history_keeps_the_order(make_node: NodeF
     assert (await broker.history("other")).offset == 0  # channels are independent logs
 
 
+async def test_history_after_an_offset_and_position_only(make_node: NodeFactory) -> None:
+    broker = (await make_node()).broker
+    published = await publish_n(broker, "chat", 5)
+
+    assert (await broker.history("chat", 3)).events == published[3:]
+    assert (await broker.history("chat", 5)).events == []
+    position = await broker.history("chat", None)
+    assert (position.epoch, position.offset, position.events) == (published[0].epoch, 5, [])
+    assert (await broker.history("chat", 2)).since(2, published[0].epoch) == (True, published[2:])
+
+
 async def test_live_delivery_until_unsubscribe(make_node: NodeFactory) -> None:
     node = await make_node()
     await node.broker.subscribe("chat")

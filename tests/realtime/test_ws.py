@@ -140,6 +140,20 @@ async def test_missing_invalid_or_cross_origin_credentials_close_4401(server: Se
             assert await close_code(ws) == 4401, (url, headers, origin)
 
 
+@pytest.mark.parametrize("deployment", ["redis"], indirect=True)
+async def test_an_unreachable_database_closes_1013_not_a_dropped_socket(
+    deployment: Deployment, server: Server
+) -> None:
+    """The handshake needs the database; without it the client is told to come back later."""
+    alice = await sign_up(server.http)
+    unreachable = "postgresql+asyncpg://postgres@127.0.0.1:9/agenthub"
+    with deployment.node(
+        AGENTHUB_DATABASE_URL=unreachable, AGENTHUB_DB_TIMEOUT_SECONDS="1"
+    ) as node:
+        async with connect(f"{node.ws}?token={alice.access_token}") as ws:
+            assert await close_code(ws) == 1013
+
+
 # -- 2. resume ---------------------------------------------------------------------------------
 
 

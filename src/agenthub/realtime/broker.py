@@ -126,9 +126,10 @@ class Broker(Protocol):
 
     async def unsubscribe(self, channel: str) -> None: ...
 
-    async def history(self, channel: str) -> History:
-        """The channel's epoch, last offset and every retained event (the log is created,
-        empty with a new epoch, if it does not exist)."""
+    async def history(self, channel: str, after: int | None = 0) -> History:
+        """The channel's epoch, last offset and the retained events with an offset above
+        `after` (None: no events, only the position). A log that does not exist is created,
+        empty, with a new epoch."""
 
     async def set_members(self, key: str, members: Mapping[str, JsonDict], ttl: float) -> None:
         """Add or refresh members of a presence set; each expires `ttl` seconds from now."""

@@ -23,6 +23,7 @@ Transport = Literal["ws", "sse"]
 class CloseCode(IntEnum):
     GOING_AWAY = 1001
     TOO_LARGE = 1009
+    TRY_AGAIN_LATER = 1013
     SLOW_CONSUMER = 4008
     UNAUTHORIZED = 4401
     HEARTBEAT_TIMEOUT = 4408

@@ -145,7 +145,7 @@ class Hub:
         self._channels.setdefault(channel, set()).add(subscription)
         try:
             await self._node_subscribe(channel)
-            history = await self.broker.history(channel)
+            history = await self.broker.history(channel, None if since is None else since.offset)
         except BrokerUnavailable:
             if subscription.active:
                 del connection.subscriptions[channel]
@@ -302,7 +302,7 @@ class Hub:
         """The channel's log position, whether nothing was lost since `since`, and up to
         `limit` events: the first ones after `since`, or the latest ones without it."""
         await self.authorize(who, channel)
-        history = await self.broker.history(channel)
+        history = await self.broker.history(channel, 0 if since is None else since.offset)
         if since is None:
             return history, True, history.events[-limit:]
         recovered, events = history.since(since.offset, since.epoch)

@@ -80,9 +80,10 @@ class MemoryBroker:
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
-    async def history(self, channel: str) -> History:
+    async def history(self, channel: str, after: int | None = 0) -> History:
         channel_log = self._log(channel)
-        return History(channel_log.epoch, channel_log.offset, list(channel_log.events))
+        events = [] if after is None else [e for e in channel_log.events if e.offset > after]
+        return History(channel_log.epoch, channel_log.offset, events)
 
     async def set_members(self, key: str, members: Mapping[str, JsonDict], ttl: float) -> None:
         expires = time.monotonic() + ttl

@@ -54,7 +54,8 @@ redis.call('PUBLISH', ARGV[5], epoch .. '\\n' .. offset .. '\\n' .. ARGV[2])
 return {offset, epoch}
 """
 
-# KEYS: meta, stream. ARGV: new epoch, ttl (s). Reading keeps the log alive, as in memory.
+# KEYS: meta, stream. ARGV: new epoch, ttl (s), first stream id wanted ('' for none).
+# Reading keeps the log alive, as in memory.
 HISTORY_LUA = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -66,7 +67,10 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local offset = tonumber(redis.call('HGET', KEYS[1], 'offset'))
-return {epoch, offset, redis.call('XRANGE', KEYS[2], '-', '+')}
+if ARGV[3] == '' then
+  return {epoch, offset, {}}
+end
+return {epoch, offset, redis.call('XRANGE', KEYS[2], ARGV[3], '+')}
 """
 
 # KEYS: presence hash. ARGV: member id, value, ... Drops expired members unless refreshed since.
@@ -165,10 +169,11 @@ class RedisBroker:
             offset, epoch = await self._publish(keys=self._keys(channel), args=args)
         return Event(channel, int(offset), str(epoch), event, data, ts)
 
-    async def history(self, channel: str) -> History:
+    async def history(self, channel: str, after: int | None = 0) -> History:
+        start = "" if after is None else f"{after + 1}-0"  # ids are `<offset>-1`
         with _unavailable("history"):
             epoch, offset, entries = await self._history(
-                keys=self._keys(channel), args=[_new_epoch(), self._ttl]
+                keys=self._keys(channel), args=[_new_epoch(), self._ttl, start]
             )
         events = [self._event(channel, epoch, int(i.split("-")[0]), f[1]) for i, f in entries]
         return History(str(epoch), int(offset), events)

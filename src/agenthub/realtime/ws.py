@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import time
 
+import structlog
 from fastapi import APIRouter, WebSocket
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect
 
 from agenthub.realtime import frames
@@ -16,6 +18,7 @@ from agenthub.realtime.connection import CloseCode, Connection
 from agenthub.realtime.hub import Hub
 
 router = APIRouter()
+log = structlog.get_logger("agenthub.realtime")
 
 
 @router.websocket("/v1/ws")
@@ -25,7 +28,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if not hub.accepting:
         await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
         return
-    principal = await authenticate(websocket, hub.settings, hub.database)
+    try:
+        principal = await authenticate(websocket, hub.settings, hub.database)
+    except (SQLAlchemyError, OSError):
+        log.warning("websocket_auth_unavailable", exc_info=True)
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "database unavailable; retry")
+        return
     if principal is None:
         await websocket.close(CloseCode.UNAUTHORIZED, "authentication failed")
         return
