@@ -31,6 +31,7 @@ serve: install
 bench: install
 	$(PY) bench/profile.py
 	$(PY) bench/messages.py
+	$(PY) bench/realtime.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
