@@ -37,7 +37,7 @@ from agenthub.db import migrate
 from agenthub.db.models import Base
 from processes import Server, clean_env, server_process
 from realtime_support import drop_prefix, redis_url, require_redis
-from support import PASSWORD, Account
+from support import PASSWORD, Account, register
 
 PG_ADMIN_DSN = os.environ.get(
     "AGENTHUB_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -172,21 +172,7 @@ def make_account(client: httpx.AsyncClient) -> AccountFactory:
     """Register and log in a new user (`make_account()`, `make_account(email=...)`)."""
 
     async def make(email: str | None = None, password: str = PASSWORD) -> Account:
-        email = email or f"user-{secrets.token_hex(4)}@example.com"
-        created = await client.post(
-            "/v1/auth/register", json={"email": email, "password": password}
-        )
-        assert created.status_code == 201, created.text
-        login = await client.post("/v1/auth/login", json={"email": email, "password": password})
-        assert login.status_code == 200, login.text
-        tokens = login.json()
-        return Account(
-            id=created.json()["id"],
-            email=email,
-            password=password,
-            access_token=tokens["access_token"],
-            refresh_token=tokens["refresh_token"],
-        )
+        return await register(client, email or f"user-{secrets.token_hex(4)}@example.com", password)
 
     return make
 
@@ -252,6 +238,13 @@ def deployment(
         yield Deployment("redis", workdir, env)
     finally:
         drop_prefix(prefix)
+
+
+@pytest.fixture
+async def api(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the module's `server` process."""
+    async with httpx.AsyncClient(base_url=server.http, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from processes import run
-from support import PASSWORD, Account
+from support import PASSWORD, Account, register
 
 T = TypeVar("T")
 
@@ -50,16 +50,7 @@ async def sign_up(base: str) -> Account:
     """Register and log in a new user on a running server."""
     email = f"rt-{secrets.token_hex(5)}@example.com"
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        created = await client.post(
-            "/v1/auth/register", json={"email": email, "password": PASSWORD}
-        )
-        assert created.status_code == 201, created.text
-        login = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        tokens = login.json()
-    return Account(
-        created.json()["id"], email, PASSWORD, tokens["access_token"], tokens["refresh_token"]
-    )
+        return await register(client, email)
 
 
 async def receive(ws: ClientConnection, wait: float = 5) -> dict[str, Any]:

@@ -30,6 +30,22 @@ class Account:
         return {"Authorization": f"Bearer {self.access_token}"}
 
 
+async def register(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> Account:
+    """Register `email` through the API and log in."""
+    created = await client.post("/v1/auth/register", json={"email": email, "password": password})
+    assert created.status_code == 201, created.text
+    login = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    tokens = login.json()
+    return Account(
+        id=created.json()["id"],
+        email=email,
+        password=password,
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+    )
+
+
 PROBLEM_JSON = "application/problem+json"
 
 # Strings that would betray a traceback, SQL, a database library or a secret column behind a

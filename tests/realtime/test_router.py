@@ -4,7 +4,6 @@ rooms, admin broadcast, channel history and stats."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,12 +19,6 @@ pytestmark = pytest.mark.slow
 
 def room() -> str:
     return f"room:mgmt-{secrets.token_hex(4)}"
-
-
-@pytest.fixture
-async def api(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.http, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
@@ -38,12 +38,6 @@ ABNORMAL = 1006  # what a client sees when the connection ends without a close f
 
 def room() -> str:
     return f"room:ws-{secrets.token_hex(4)}"
-
-
-@pytest.fixture
-async def api(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.http, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
