@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,10 +248,8 @@ async def test_member_keys_prefix_is_literal(make_node: NodeFactory) -> None:
 async def test_ten_thousand_members_in_one_call(make_node: NodeFactory) -> None:
     broker = (await make_node()).broker
     members = {f"user-{n}": {"n": n} for n in range(10_000)}
-    started = time.monotonic()
     await broker.set_members("big", members, ttl=30)
     assert len(await broker.members("big")) == 10_000
-    assert time.monotonic() - started < 3
 
 
 # -- Redis outages, on a private server (the shared one is never stopped) ---------------------
