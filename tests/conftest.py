@@ -137,6 +137,8 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
         try:
             yield application
         finally:
+            if application.state.worker is not None:
+                await application.state.worker.stop(grace=0)  # no job writes while emptying
             await empty_tables(application)
 
 

@@ -23,6 +23,12 @@ from agenthub.core.security import PasswordHasher
 from agenthub.db.engine import Database
 from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
+from agenthub.ideas.router import router as ideas_router
+from agenthub.jobs.registry import load_kinds
+from agenthub.jobs.router import admin_router as jobs_admin_router
+from agenthub.jobs.router import router as jobs_router
+from agenthub.jobs.worker import Worker
+from agenthub.jobs.workflows_router import router as workflows_router
 from agenthub.monitoring.health import router as health_router
 from agenthub.projects.router import router as projects_router
 from agenthub.realtime.broker import broker_publisher, create_broker
@@ -31,6 +37,8 @@ from agenthub.realtime.router import router as realtime_router
 from agenthub.realtime.shutdown import signals_close
 from agenthub.realtime.sse import router as sse_router
 from agenthub.realtime.ws import router as ws_router
+from agenthub.runners.registry import Runners
+from agenthub.runners.router import router as runners_router
 from agenthub.search.router import router as search_router
 from agenthub.sessions.router import router as sessions_router
 
@@ -47,14 +55,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.signing_key  # noqa: B018 - create the persisted secret before serving
     database = Database(settings)
     hub = Hub(settings, database, create_broker(settings))
+    load_kinds(settings.job_modules)
+    runners = Runners(settings)
+    worker = Worker(settings, database, hub, runners) if settings.worker_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
         database.publisher = broker_publisher(hub.broker)
+        if worker is not None:
+            await worker.start()
         with signals_close(hub):
             yield
+        if worker is not None:
+            await worker.stop()
         await hub.close()
+        await runners.aclose()
         await database.dispose()
 
     app = FastAPI(
@@ -71,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
     app.state.limiter = RateLimiter()
     app.state.hub = hub
+    app.state.runners = runners
+    app.state.worker = worker
 
     install_error_handlers(app)
     install_openapi(app)
@@ -98,6 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions_router,
         files_router,
         search_router,
+        jobs_router,
+        jobs_admin_router,
+        workflows_router,
+        runners_router,
+        ideas_router,
         realtime_router,
         ws_router,
         sse_router,

@@ -1,9 +1,10 @@
-"""The `agenthub` command: serve, migrate, config, user, token."""
+"""The `agenthub` command: serve, worker, migrate, config, user, token."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -21,6 +22,7 @@ from agenthub.core.logging import configure_logging
 from agenthub.core.security import PasswordHasher, encode_access_token
 from agenthub.db import migrate
 from agenthub.db.engine import Database
+from agenthub.jobs.runtime import run_worker
 
 app = typer.Typer(help="agenthub: backend for AI-assistant and AI-agent applications.")
 user_app = typer.Typer(help="Manage user accounts.")
@@ -41,8 +43,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes")] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Run no jobs here (use `agenthub worker`)")
+    ] = False,
 ) -> None:
-    """Run the API server (SQLite and in-process backends unless configured otherwise)."""
+    """Run the API server (SQLite and in-process backends unless configured otherwise); it
+    also runs jobs unless --no-worker is given."""
+    if no_worker:
+        os.environ["AGENTHUB_WORKER_ENABLED"] = "false"  # read by each server process
     settings = _settings()
     if settings.migrate_on_start:
         migrate.upgrade(settings.database_url)
@@ -63,6 +71,24 @@ def serve(
         proxy_headers=True,
         timeout_graceful_shutdown=30,
     )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs run at once [AGENTHUB_WORKER_CONCURRENCY]")
+    ] = None,
+    kinds: Annotated[
+        str | None, typer.Option(help="Comma-separated kinds to run (default: all)")
+    ] = None,
+) -> None:
+    """Run jobs from the database queue until SIGTERM or SIGINT (then hand unfinished ones
+    back after a grace period)."""
+    settings = _settings()
+    if settings.migrate_on_start:
+        migrate.upgrade(settings.database_url)
+    chosen = [k.strip() for k in (kinds or "").split(",") if k.strip()]
+    asyncio.run(run_worker(settings, concurrency=concurrency, kinds=chosen))
 
 
 @app.command("migrate")

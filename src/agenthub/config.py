@@ -82,11 +82,32 @@ class Settings(BaseSettings):
     ws_close_timeout_seconds: float = Field(default=5, gt=0)
     presence_ttl_seconds: float = Field(default=60, gt=0)
     sse_keepalive_seconds: float = Field(default=15, gt=0)
+    worker_enabled: bool = True  # the in-process worker of `agenthub serve` (--no-worker)
+    worker_concurrency: int = Field(default=4, ge=1, le=1000)
+    worker_kinds: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: all
+    job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    job_poll_seconds: float = Field(default=2.0, gt=0)
+    job_grace_seconds: float = Field(default=10.0, ge=0)
+    job_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    job_backoff_cap_seconds: float = Field(default=300.0, gt=0)
+    job_default_timeout_seconds: float = Field(default=300.0, gt=0)
+    job_retention_days: float = Field(default=7, gt=0)
+    deleted_retention_days: float = Field(default=30, gt=0)
+    maintenance_interval_seconds: float = Field(default=3600, gt=0)
+    default_runner: Literal["openai", "cli", "echo"] = "echo"
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_seconds: float = Field(default=120, gt=0)
     cli_command: str | None = None
+    cli_prompt_mode: Literal["argument", "stdin"] = "argument"
+    cli_timeout_seconds: float = Field(default=300, gt=0)
+    runner_breaker_failures: int = Field(default=5, ge=1)
+    runner_breaker_reset_seconds: float = Field(default=30, gt=0)
 
-    @field_validator("cors_origins", "files_allowed_types", mode="before")
+    @field_validator(
+        "cors_origins", "files_allowed_types", "worker_kinds", "job_modules", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

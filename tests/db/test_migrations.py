@@ -7,7 +7,8 @@ database (created and dropped here), never the session databases the API tests s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,22 +27,16 @@ from agenthub.db import migrate
 from agenthub.db.models import Base
 from agenthub.search import service as search_service
 from agenthub.search.highlight import Markers
+from agenthub.search.schemas import SearchType
 from conftest import asgi_client, fresh_postgres, make_settings
 
 MODEL_TABLES = set(Base.metadata.tables)
-# The full-text search objects of migration 0003 that no model declares, per dialect.
-SEARCH_TABLES = {
-    "sqlite": {
-        f"{fts}{suffix}"
-        for fts in migrate.FTS_TABLES
-        for suffix in ("", "_data", "_idx", "_docsize", "_config")
-    },
-    "postgresql": set(),
-}
-SEARCH_TRIGGERS = {
-    "sqlite": {f"{fts}_{op}" for fts in migrate.FTS_TABLES for op in ("ai", "ad", "au")},
-    "postgresql": set(),
-}
+# The tables revision 0004 creates (the jobs issue); absent at 0002 and 0003.
+TABLES_OF_0004 = {"jobs", "job_dependencies", "workflows", "job_schedules", "ideas"}
+FTS_SUFFIXES = ("", "_data", "_idx", "_docsize", "_config")
+FTS_TRIGGERS = ("ai", "ad", "au")
+# The tables each search migration indexes: 0003 messages and sessions, 0005 ideas.
+INDEXED_AT = {"0002": (), "0004": ("messages", "sessions")}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -78,7 +73,8 @@ def _model_tables(connection: Connection) -> set[str]:
 
 
 def _search_objects(connection: Connection) -> dict[str, set[str]]:
-    """What migration 0003 created: FTS tables and triggers, tsvector columns and indexes."""
+    """What migrations 0003 and 0005 created: FTS tables and triggers, tsvector columns and
+    indexes."""
     inspector = inspect(connection)
     tables = _tables(connection)
     found: dict[str, set[str]] = {
@@ -108,8 +104,7 @@ def _dialect(connection: Connection) -> str:
     return connection.dialect.name
 
 
-def _seed_chat(connection: Connection) -> None:
-    """A user with one session and one message, written before the search migration."""
+def _seed_user(connection: Connection) -> dict[str, datetime]:
     now = datetime.now(UTC)
     stamps = {"created_at": now, "updated_at": now}
     connection.execute(
@@ -117,6 +112,12 @@ def _seed_chat(connection: Connection) -> None:
             id="usr_seed", email="seed@example.com", password_hash="x", preferences={}, **stamps
         )
     )
+    return stamps
+
+
+def _seed_chat(connection: Connection) -> None:
+    """A user with one session and one message, written before the search migration."""
+    stamps = _seed_user(connection)
     connection.execute(
         insert(Base.metadata.tables["sessions"]).values(
             id="ses_seed",
@@ -124,7 +125,7 @@ def _seed_chat(connection: Connection) -> None:
             agent_type="primary",
             title="Quarterly zeppelin review",
             metadata={},
-            last_activity_at=now,
+            last_activity_at=stamps["created_at"],
             **stamps,
         )
     )
@@ -136,16 +137,27 @@ def _seed_chat(connection: Connection) -> None:
             role="user",
             content="The zeppelin landed before the migration ran.",
             metadata={},
-            created_at=now,
+            created_at=stamps["created_at"],
         )
     )
     connection.commit()
 
 
-def _search_hits(connection: Connection) -> tuple[list[str], list[str]]:
-    """Ids the app's own search statements find for "zeppelin": (sessions, messages)."""
-    found: list[list[str]] = []
-    for kind in ("sessions", "messages"):
+def _seed_idea(connection: Connection) -> None:
+    """A user with one idea not generated yet (no title), written before the search migration."""
+    stamps = _seed_user(connection)
+    connection.execute(
+        insert(Base.metadata.tables["ideas"]).values(
+            id="ide_seed", user_id="usr_seed", idea="A zeppelin booking app", options={}, **stamps
+        )
+    )
+    connection.commit()
+
+
+def _search_hits(kinds: tuple[SearchType, ...], connection: Connection) -> dict[str, list[str]]:
+    """Ids the app's own search statements find for "zeppelin", by kind."""
+    found: dict[str, list[str]] = {}
+    for kind in kinds:
         stmt = search_service.statement(
             connection.dialect.name,
             kind,
@@ -157,8 +169,8 @@ def _search_hits(connection: Connection) -> tuple[list[str], list[str]]:
             offset=0,
         )
         assert stmt is not None
-        found.append([row.id for row in connection.execute(stmt)])
-    return found[0], found[1]
+        found[kind] = [row.id for row in connection.execute(stmt)]
+    return found
 
 
 def _revision(connection: Connection) -> str | None:
@@ -179,23 +191,26 @@ def _drift(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, Base.metadata))
 
 
-def _expected_search_objects(dialect: str) -> dict[str, set[str]]:
-    vectors = dialect == "postgresql"
+def _expected_search_objects(
+    dialect: str, indexed: tuple[str, ...] = migrate.SEARCH_VECTOR_TABLES
+) -> dict[str, set[str]]:
+    """The search objects of the migrations that index the tables `indexed` (default: all)."""
+    fts = [f"{table}_fts" for table in indexed] if dialect == "sqlite" else []
+    vectors = indexed if dialect == "postgresql" else ()
     return {
-        "tables": SEARCH_TABLES[dialect],
-        "columns": {f"{t}.search_vector" for t in migrate.SEARCH_VECTOR_TABLES if vectors},
-        "indexes": set(migrate.SEARCH_VECTOR_INDEXES) if vectors else set(),
-        "triggers": SEARCH_TRIGGERS[dialect],
+        "tables": {f"{name}{suffix}" for name in fts for suffix in FTS_SUFFIXES},
+        "columns": {f"{table}.search_vector" for table in vectors},
+        "indexes": {f"ix_{table}_search_vector" for table in vectors},
+        "triggers": {f"{name}_{op}" for name in fts for op in FTS_TRIGGERS},
     }
 
 
 def _assert_at_head(url: str) -> None:
     dialect = _on_connection(url, _dialect)
+    search = _expected_search_objects(dialect)
     assert _on_connection(url, _model_tables) == MODEL_TABLES | {"alembic_version"}
-    assert _on_connection(url, _tables) == (
-        MODEL_TABLES | {"alembic_version"} | SEARCH_TABLES[dialect]
-    )
-    assert _on_connection(url, _search_objects) == _expected_search_objects(dialect)
+    assert _on_connection(url, _tables) == MODEL_TABLES | {"alembic_version"} | search["tables"]
+    assert _on_connection(url, _search_objects) == search
     assert _on_connection(url, _revision) == migrate.head_revision()
 
 
@@ -213,22 +228,46 @@ def test_upgrade_downgrade_upgrade(fresh_url: str) -> None:
     _assert_at_head(fresh_url)
 
 
-def test_search_migration_down_and_up(fresh_url: str) -> None:
-    """0003 removes every search object on the way down and indexes existing rows on the way up."""
+@pytest.mark.parametrize(
+    ("below", "seed", "kinds", "hits"),
+    [
+        pytest.param(
+            "0002",
+            _seed_chat,
+            ("sessions", "messages"),
+            {"sessions": ["ses_seed"], "messages": ["msg_seed"]},
+            id="0003-messages-sessions",
+        ),
+        pytest.param("0004", _seed_idea, ("ideas",), {"ideas": ["ide_seed"]}, id="0005-ideas"),
+    ],
+)
+def test_search_migration_down_and_up(
+    fresh_url: str,
+    below: str,
+    seed: Callable[[Connection], None],
+    kinds: tuple[SearchType, ...],
+    hits: dict[str, list[str]],
+) -> None:
+    """A search migration removes its objects on the way down (the older ones stay) and
+    indexes existing rows on the way up."""
     migrate.upgrade(fresh_url)
-    migrate.downgrade(fresh_url, "0002")
-    empty: dict[str, set[str]] = {k: set() for k in ("tables", "columns", "indexes", "triggers")}
-    assert _on_connection(fresh_url, _search_objects) == empty
-    assert _on_connection(fresh_url, _model_tables) == MODEL_TABLES | {"alembic_version"}
+    migrate.downgrade(fresh_url, below)
+    dialect = _on_connection(fresh_url, _dialect)
+    assert _on_connection(fresh_url, _search_objects) == _expected_search_objects(
+        dialect, INDEXED_AT[below]
+    )
+    model_tables = MODEL_TABLES - (TABLES_OF_0004 if below < "0004" else set())
+    assert _on_connection(fresh_url, _model_tables) == model_tables | {"alembic_version"}
 
-    _on_connection(fresh_url, _seed_chat)
+    _on_connection(fresh_url, seed)
     migrate.upgrade(fresh_url)
     _assert_at_head(fresh_url)
-    assert _on_connection(fresh_url, _search_hits) == (["ses_seed"], ["msg_seed"])
+    search = functools.partial(_search_hits, kinds)
+    assert _on_connection(fresh_url, search) == hits
 
-    migrate.downgrade(fresh_url, "0002")
+    migrate.downgrade(fresh_url, below)
     migrate.upgrade(fresh_url)
-    assert _on_connection(fresh_url, _search_hits) == (["ses_seed"], ["msg_seed"])
+    assert _on_connection(fresh_url, search) == hits
 
 
 def test_upgrade_is_idempotent(fresh_url: str) -> None:

@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, update
 
 from agenthub.search import sqlite as sqlite_search
 from agenthub.sessions.models import ChatSession, Message
 from conftest import AccountFactory
+from search_support import check_index
 from session_support import new_session as create_session
 from session_support import post_message
 from support import Account, assert_problem, error_fields
@@ -43,16 +44,6 @@ async def found_ids(
     client: httpx.AsyncClient, account: Account, q: str, **params: Any
 ) -> list[str]:
     return [hit["id"] for hit in (await search(client, account, q, **params))["data"]]
-
-
-async def check_index(app: FastAPI) -> None:
-    """On SQLite, FTS5's own check that each index matches its content table exactly."""
-    async with app.state.database.transaction() as db:
-        if db.bind.dialect.name == "sqlite":
-            for fts in ("messages_fts", "sessions_fts"):
-                await db.execute(
-                    text(f"INSERT INTO {fts}({fts}, rank) VALUES ('integrity-check', 1)")  # noqa: S608
-                )
 
 
 async def test_results_are_ranked_best_first(client: httpx.AsyncClient, account: Account) -> None:
@@ -326,8 +317,8 @@ async def test_paging_returns_every_hit_once_in_rank_order(
         ({"q": "\t\n"}, "q"),
         ({"q": "x" * 501}, "q"),
         ({"q": "a\x00b"}, "q"),
-        ({"q": "ok", "type": "ideas"}, "type"),
         ({"q": "ok", "type": "everything"}, "type"),
+        ({"q": "ok", "type": "ideas", "session_id": "ses_x"}, "session_id"),
         ({"q": "ok", "limit": 0}, "limit"),
         ({"q": "ok", "limit": 51}, "limit"),
         ({"q": "ok", "limit": "many"}, "limit"),

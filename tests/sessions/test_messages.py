@@ -16,6 +16,7 @@ from agenthub.core.ids import new_id
 from agenthub.db.base import utcnow
 from agenthub.sessions.models import ChatSession, Message
 from conftest import AccountFactory
+from jobs_support import wait_job
 from session_support import (
     expect,
     get_session,
@@ -97,7 +98,10 @@ async def test_respond_returns_the_message_and_its_job(
     created = await post_message(client, account, session_id, "Summarize this", respond=True)
     assert set(created) == {"message", "job"}
     assert created["message"]["content"] == "Summarize this"
-    assert created["job"] is None  # no background jobs on this server yet
+    job = created["job"]
+    assert (job["kind"], job["session_id"]) == ("agent.reply", session_id)
+    assert job["input"] == {"session_id": session_id, "message_id": created["message"]["id"]}
+    assert (await wait_job(client, account, job["id"]))["status"] == "completed"
     plain = await post_message(client, account, session_id, respond=False)
     assert set(plain) == MESSAGE_FIELDS
     response = await client.post(

@@ -129,12 +129,12 @@ class LatencyPercentiles(BaseModel):
 
 
 class AgentMetrics(BaseModel):
-    """Runs and failures count the agent's jobs; tokens also count its sessions' messages."""
+    """The agent's runs are its `agent.reply` jobs; tokens count its sessions' messages."""
 
-    runs: int
+    runs: int = Field(description="Finished runs (completed or failed)")
     failures: int
     tokens: TokenUsage
-    latency_ms: LatencyPercentiles
+    latency_ms: LatencyPercentiles = Field(description="Run time of recent completed runs")
 
 
 class LogLine(BaseModel):

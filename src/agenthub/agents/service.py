@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.config import parse_config
@@ -14,7 +14,6 @@ from agenthub.agents.schemas import (
     AgentMetrics,
     AgentOut,
     BulkItem,
-    LatencyPercentiles,
     LogLine,
     TokenUsage,
 )
@@ -23,8 +22,11 @@ from agenthub.core.events import emit, user_channel
 from agenthub.core.ownership import check_owned_reference, get_owned, owned_by
 from agenthub.core.pagination import PageParams, contains_text, sorted_keyset_page
 from agenthub.core.schemas import apply_changes
+from agenthub.jobs.models import Job
+from agenthub.jobs.stats import SAMPLE, percentiles
 from agenthub.projects.models import Project
 from agenthub.sessions.models import ChatSession
+from agenthub.sessions.reply import KIND as REPLY_KIND
 
 PREFIX = "agt"
 ACTION_STATUS = {"start": "running", "stop": "stopped"}
@@ -164,7 +166,9 @@ async def replace_config(
 
 
 async def agent_metrics(db: AsyncSession, user_id: str, agent_id: str) -> AgentMetrics:
-    """Token totals of the agent's sessions; runs, failures and latencies come from its jobs."""
+    """Runs (finished `agent.reply` jobs), failures and the run time percentiles of the
+    completed ones (the most recent `SAMPLE`) come from the agent's jobs; tokens are the totals
+    of its sessions."""
     agent = await get_agent(db, user_id, agent_id)
     prompt, completion = (
         await db.execute(
@@ -174,15 +178,66 @@ async def agent_metrics(db: AsyncSession, user_id: str, agent_id: str) -> AgentM
             ).where(ChatSession.user_id == user_id, ChatSession.agent_id == agent.id)
         )
     ).one()
+    runs = _runs(user_id, agent.id)
+    counts = dict(
+        (
+            await db.execute(
+                select(Job.status, func.count())
+                .where(runs, Job.status.in_(("completed", "failed")))
+                .group_by(Job.status)
+            )
+        ).all()
+    )
+    durations = (
+        await db.scalars(
+            select(Job.duration_ms)
+            .where(runs, Job.status == "completed", Job.duration_ms.is_not(None))
+            .order_by(Job.finished_at.desc())
+            .limit(SAMPLE)
+        )
+    ).all()
     return AgentMetrics(
-        runs=0,
-        failures=0,
+        runs=sum(counts.values()),
+        failures=counts.get("failed", 0),
         tokens=TokenUsage(prompt=prompt, completion=completion, total=prompt + completion),
-        latency_ms=LatencyPercentiles(p50=None, p95=None, p99=None),
+        latency_ms=percentiles([float(d) for d in durations if d is not None]),
     )
 
 
 async def agent_logs(db: AsyncSession, user_id: str, agent_id: str, limit: int) -> list[LogLine]:
-    """The agent's most recent run log lines, oldest first; runs write them (none yet)."""
-    await get_agent(db, user_id, agent_id)
-    return []
+    """A line for each of the agent's `limit` most recent runs (`agent.reply` jobs) telling
+    its latest state, oldest first."""
+    agent = await get_agent(db, user_id, agent_id)
+    jobs = await db.scalars(
+        select(Job).where(_runs(user_id, agent.id)).order_by(Job.id.desc()).limit(limit)
+    )
+    return sorted((_log_line(job) for job in jobs), key=lambda line: line.ts)
+
+
+def _runs(user_id: str, agent_id: str) -> ColumnElement[bool]:
+    return and_(Job.user_id == user_id, Job.agent_id == agent_id, Job.kind == REPLY_KIND)
+
+
+def _log_line(job: Job) -> LogLine:
+    what = f"reply to {job.input.get('message_id', '?')}"
+    error = (job.error or {}).get("message", "")
+    at = job.finished_at or job.started_at or job.created_at
+    if job.status == "completed":
+        usage = (job.result or {}).get("usage", {})
+        tokens = f"{usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)} tokens"
+        tries = f" on attempt {job.attempts}" if job.attempts > 1 else ""
+        message = f"{what} completed in {job.duration_ms} ms{tries}, {tokens}"
+        return LogLine(ts=at, level="info", message=message)
+    if job.status == "failed":
+        return LogLine(
+            ts=at, level="error", message=f"{what} failed after {job.attempts} attempt(s): {error}"
+        )
+    if job.status == "canceled":
+        return LogLine(ts=at, level="warning", message=f"{what} canceled")
+    if job.status == "running":
+        return LogLine(ts=at, level="info", message=f"{what} running (attempt {job.attempts})")
+    if error:
+        return LogLine(
+            ts=at, level="warning", message=f"{what} retrying attempt {job.attempts + 1}: {error}"
+        )
+    return LogLine(ts=at, level="info", message=f"{what} {job.status}")

@@ -256,10 +256,32 @@ async def soft_delete_user(db: AsyncSession, user: User) -> None:
     )
 
 
+async def purge_deleted_users(db: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Hard-delete up to `limit` accounts deleted before `cutoff` and everything they own (the
+    foreign keys cascade; their files' content is then unreferenced, which the orphan sweep
+    removes); how many accounts. The audit log keeps their entries."""
+    expired = select(User.id).where(User.deleted_at < cutoff).limit(limit).scalar_subquery()
+    result = await db.execute(delete(User).where(User.id.in_(expired)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def count_admins(db: AsyncSession) -> int:
     return int(
         await db.scalar(
             select(func.count()).select_from(User).where(User.is_admin, User.deleted_at.is_(None))
         )
         or 0
+    )
+
+
+async def add_usage(db: AsyncSession, user_id: str, prompt: int, completion: int) -> None:
+    """Add a run's tokens to the user's totals (one `SET x = x + n`: no lost update)."""
+    await db.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(
+            prompt_tokens=User.prompt_tokens + prompt,
+            completion_tokens=User.completion_tokens + completion,
+        )
+        .execution_options(synchronize_session=False)
     )

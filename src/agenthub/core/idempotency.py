@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
-from sqlalchemy import JSON, String, delete
+from sqlalchemy import JSON, String, delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -97,6 +97,21 @@ class Idempotency:
         except IntegrityError as exc:
             raise Conflict("A request with this Idempotency-Key is already in progress.") from exc
         return response
+
+
+async def purge_expired(db: AsyncSession, now: datetime, limit: int) -> int:
+    """Delete up to `limit` records older than the replay window; how many."""
+    expired = (
+        select(IdempotencyRecord.scope, IdempotencyRecord.key)
+        .where(IdempotencyRecord.created_at < now - TTL)
+        .limit(limit)
+    )
+    result = await db.execute(
+        delete(IdempotencyRecord).where(
+            tuple_(IdempotencyRecord.scope, IdempotencyRecord.key).in_(expired)
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 class _Response(JSONResponse):

@@ -14,14 +14,16 @@ from sqlalchemy.schema import SchemaItem
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-# Full-text search objects that migration 0003 creates and the models do not declare (they are
-# dialect-specific): SQLite FTS5 tables with their shadow tables, PostgreSQL generated
+# Full-text search objects that migrations 0003 and 0005 create and the models do not declare
+# (they are dialect-specific): SQLite FTS5 tables with their shadow tables, PostgreSQL generated
 # `search_vector` columns with their GIN indexes. Autogenerate and the drift test skip them.
-FTS_TABLES = ("messages_fts", "sessions_fts")
+FTS_TABLES = ("messages_fts", "sessions_fts", "ideas_fts")
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
 SEARCH_VECTOR_COLUMN = "search_vector"
-SEARCH_VECTOR_TABLES = ("messages", "sessions")
+SEARCH_VECTOR_TABLES = ("messages", "sessions", "ideas")
 SEARCH_VECTOR_INDEXES = tuple(f"ix_{t}_{SEARCH_VECTOR_COLUMN}" for t in SEARCH_VECTOR_TABLES)
+# Indexes with an expression column (`priority DESC`), created by their migration as declared.
+EXPRESSION_INDEXES = ("ix_jobs_queued",)
 
 
 def is_search_object(name: str | None, type_: str, table_name: str | None = None) -> bool:
@@ -52,7 +54,10 @@ def include_object(
     compare_to: SchemaItem | None,
 ) -> bool:
     """Alembic `include_object`: the same rule for reflected objects (a safety net for
-    comparisons that do not run the name filter first)."""
+    comparisons that do not run the name filter first), and no comparison of indexes with
+    expression columns, which SQLite reflection cannot read back."""
+    if type_ == "index" and name in EXPRESSION_INDEXES:
+        return False
     table = obj.table.name if isinstance(obj, Column | Index) and obj.table is not None else None
     return not (reflected and is_search_object(name, type_, table))
 

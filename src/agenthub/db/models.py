@@ -7,6 +7,8 @@ from agenthub.auth.models import ApiKey, AuditEvent, RefreshToken, User
 from agenthub.core.idempotency import IdempotencyRecord
 from agenthub.db.base import Base
 from agenthub.files.models import StoredFile
+from agenthub.ideas.models import Idea
+from agenthub.jobs.models import Job, JobDependency, JobSchedule, Workflow
 from agenthub.projects.models import Project
 from agenthub.sessions.models import ChatSession, Message, ToolExecution
 
@@ -16,11 +18,16 @@ __all__ = [
     "AuditEvent",
     "Base",
     "ChatSession",
+    "Idea",
     "IdempotencyRecord",
+    "Job",
+    "JobDependency",
+    "JobSchedule",
     "Message",
     "Project",
     "RefreshToken",
     "StoredFile",
     "ToolExecution",
     "User",
+    "Workflow",
 ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -27,10 +31,17 @@ from agenthub.files.models import PURPOSES, StoredFile
 from agenthub.files.multipart import Part
 from agenthub.files.schemas import Bucket, FileOut, FilePatch, FileStats, Tags
 from agenthub.files.sniff import Sniffer
-from agenthub.files.storage import ObjectTooLarge, Storage, StoredObject, key_for
+from agenthub.files.storage import (
+    LocalStorage,
+    ObjectTooLarge,
+    Storage,
+    StoredObject,
+    key_for,
+)
 
 FILE_FIELD = "files"
 MAX_FIELD_BYTES = 65_536
+SWEEP_BATCH = 500
 
 log = structlog.get_logger("agenthub.files")
 
@@ -172,12 +183,14 @@ async def discard(storage: Storage, files: Sequence[StagedFile]) -> None:
             await remove_content(storage, staged.stored.key)
 
 
-async def remove_content(storage: Storage, key: str) -> None:
-    """Delete an object whose row is gone; a failure leaves an orphan and is only logged."""
+async def remove_content(storage: Storage, key: str) -> bool:
+    """Delete an object whose row is gone (False if there was none); a failure leaves an
+    orphan and is only logged."""
     try:
-        await storage.delete(key)
+        return await storage.delete(key)
     except Exception as exc:
         log.warning("file_content_not_removed", key=key, error=repr(exc))
+        return False
 
 
 async def create_files(db: AsyncSession, user_id: str, form: UploadForm) -> list[StoredFile]:
@@ -291,3 +304,63 @@ async def delete_file(db: AsyncSession, row: StoredFile) -> str:
     await db.flush()
     emit(db, _channel(row.user_id), "file.deleted", {"id": row.id})
     return row.storage_key
+
+
+# Maintenance
+
+
+async def sweep_orphans(db: AsyncSession, storage: LocalStorage, before: datetime) -> int:
+    """Remove stored content that no file row references and that was last written before
+    `before`: an upload whose transaction failed, content whose removal failed, the files of a
+    purged account, a temporary file of a process killed mid-upload. Younger content is left
+    alone, as its upload may still commit. How many objects were removed."""
+    removed = 0
+    for directory in await asyncio.to_thread(_subdirectories, storage.root):
+        stale = await asyncio.to_thread(_stale_files, directory, before.timestamp())
+        if directory.name.startswith("."):  # the storage's own temporary files
+            await asyncio.to_thread(_unlink, stale)
+            removed += len(stale)
+            continue
+        keys = [key for key in map(_key_of, stale) if key is not None]
+        for start in range(0, len(keys), SWEEP_BATCH):
+            batch = keys[start : start + SWEEP_BATCH]
+            referenced = set(
+                await db.scalars(
+                    select(StoredFile.storage_key).where(StoredFile.storage_key.in_(batch))
+                )
+            )
+            for key in batch:
+                if key not in referenced and await remove_content(storage, key):
+                    removed += 1
+    return removed
+
+
+def _key_of(path: Path) -> str | None:
+    """The storage key of a stored object's file; None for a name the storage never gives."""
+    key = f"{path.parent.name}/{path.name}"
+    return key if path.name.startswith("fil_") and key_for(path.name) == key else None
+
+
+def _subdirectories(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    with os.scandir(root) as entries:
+        return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+
+
+def _stale_files(directory: Path, before: float) -> list[Path]:
+    """The regular files directly in `directory` last modified before `before` (epoch s)."""
+    stale = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < before:
+                    stale.append(Path(entry.path))
+            except FileNotFoundError:
+                continue  # removed meanwhile
+    return stale
+
+
+def _unlink(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

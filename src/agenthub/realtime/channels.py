@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agenthub.jobs.models import Job, Workflow
 from agenthub.sessions.models import ChatSession
 
 CHANNEL_PATTERN = r"^(system|(user|session|job|workflow|room):[A-Za-z0-9_.:\-]{1,128})$"
@@ -42,15 +43,22 @@ class ChannelRefused(Exception):
 OwnershipCheck = Callable[[AsyncSession, str, str], Awaitable[bool]]
 
 
-async def _owns_session(db: AsyncSession, user_id: str, session_id: str) -> bool:
-    found = await db.scalar(
-        select(ChatSession.id).where(ChatSession.id == session_id, ChatSession.user_id == user_id)
-    )
-    return found is not None
+def _owner_check(model: type[ChatSession | Job | Workflow]) -> OwnershipCheck:
+    async def owns(db: AsyncSession, user_id: str, item_id: str) -> bool:
+        found = await db.scalar(
+            select(model.id).where(model.id == item_id, model.user_id == user_id)
+        )
+        return found is not None
+
+    return owns
 
 
-OWNERSHIP: dict[str, OwnershipCheck] = {"session": _owns_session}
-"""Kind → does this user own the resource with this id; other kinds register theirs."""
+OWNERSHIP: dict[str, OwnershipCheck] = {
+    "session": _owner_check(ChatSession),
+    "job": _owner_check(Job),
+    "workflow": _owner_check(Workflow),
+}
+"""Kind → does this user own the resource with this id."""
 
 
 def is_room(channel: str) -> bool:

@@ -53,6 +53,7 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()
+        self._watchers: dict[str, list[Callable[[Event], None]]] = {}
 
     @property
     def channel_count(self) -> int:
@@ -243,10 +244,18 @@ class Hub:
         async with self._node_lock:
             await call(arg)
 
+    async def watch(self, channel: str, callback: Callable[[Event], None]) -> None:
+        """Call `callback` with each live event on `channel`, on every node (workers listen
+        for wake-ups this way). Raises `BrokerUnavailable` if the broker cannot subscribe."""
+        self._watchers.setdefault(channel, []).append(callback)
+        await self._node_subscribe(channel)
+
     # -- broker callbacks ----------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
         self.stats.events_received += 1
+        for callback in self._watchers.get(event.channel, ()):
+            callback(event)
         subscribers = self._channels.get(event.channel)
         if not subscribers:
             return

@@ -1,1 +1,1 @@
-"""Full-text search over a user's own messages and sessions."""
+"""Full-text search over a user's own messages, sessions and ideas."""

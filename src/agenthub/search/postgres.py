@@ -1,4 +1,5 @@
-"""Search on PostgreSQL: generated `search_vector` columns with GIN indexes (migration 0003).
+"""Search on PostgreSQL: generated `search_vector` columns with GIN indexes (migrations 0003
+and 0005).
 
 The query is `plainto_tsquery('simple', q)`: every word must occur, and no input is syntax.
 Ranking (`ts_rank` with length normalization 1) and paging run in an inner query; the costly
@@ -11,10 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import TSVECTOR
-from sqlalchemy.orm import InstrumentedAttribute
 
+from agenthub.ideas.models import Idea
 from agenthub.search.highlight import Markers
 from agenthub.sessions.models import ChatSession, Message
 
@@ -36,7 +45,12 @@ def _tsquery(q: str) -> ColumnElement[Any]:
     return func.plainto_tsquery(CONFIG, q)
 
 
-def _headline(column: InstrumentedAttribute[str], q: str, markers: Markers) -> ColumnElement[str]:
+def _idea_document() -> ColumnElement[str]:
+    """The text of an idea's generated column (0005): its title, a space, its text."""
+    return func.coalesce(Idea.title, literal("")) + " " + Idea.idea
+
+
+def _headline(column: SQLColumnExpression[str], q: str, markers: Markers) -> ColumnElement[str]:
     """`ts_headline` over the text as it was indexed, the inserted spaces taken out again."""
     text = func.replace(column, "<", TAG_BREAK)
     headline = func.ts_headline(CONFIG, text, _tsquery(q), _options(markers))
@@ -124,3 +138,35 @@ def sessions_query(
         .join(ChatSession, ChatSession.id == hits.c.id)
         .order_by(hits.c.score.desc(), ChatSession.id)
     )
+
+
+def ideas_query(
+    user_id: str, q: str, /, *, markers: Markers, limit: int, offset: int
+) -> Select[*tuple[Any, ...]]:
+    vector = _vector("ideas")
+    score = func.ts_rank(vector, _tsquery(q), RANK_NORMALIZATION)
+    hits = (
+        select(Idea.id.label("id"), score.label("score"))
+        .where(vector.bool_op("@@")(_tsquery(q)), Idea.user_id == user_id)
+        .order_by(score.desc(), Idea.id)
+        .limit(limit)
+        .offset(offset)
+        .subquery("hits")
+    )
+    return (
+        select(
+            Idea.id,
+            Idea.title,
+            Idea.created_at,
+            _headline(_idea_document(), q, markers).label("snippet"),
+            hits.c.score,
+        )
+        .select_from(hits)
+        .join(Idea, Idea.id == hits.c.id)
+        .order_by(hits.c.score.desc(), Idea.id)
+    )
+
+
+def ideas_matching(q: str) -> ColumnElement[bool]:
+    """Ideas whose text or title matches: a filter for lists in their own order."""
+    return _vector("ideas").bool_op("@@")(_tsquery(q))

@@ -51,20 +51,21 @@ async def search(
         SearchType,
         Query(
             alias="type",
-            description="`messages` (default) or `sessions` (titles). "
-            "`ideas` is not searchable yet (422).",
+            description="`messages` (default), `sessions` (titles) or `ideas` (idea text "
+            "and spec title).",
         ),
     ] = "messages",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     session_id: Annotated[
-        str | None, Query(max_length=64, description="Only within this session")
+        str | None,
+        Query(max_length=64, description="Only within this session (not with `type=ideas`)"),
     ] = None,
     after: Annotated[
         str | None,
         Query(max_length=64, description="Cursor: the `next_cursor` of the previous page"),
     ] = None,
 ) -> Page[SearchHit]:
-    """Full-text search over your own messages or session titles, best match first.
+    """Full-text search over your own messages, session titles or ideas, best match first.
 
     Sessions in the trash (soft-deleted) and their messages are left out; archived ones are
     found.
@@ -73,6 +74,11 @@ async def search(
     ranking (pass it as `after` with the same query). Matching is case-insensitive; on SQLite
     it also ignores diacritics.
     """
+    if search_type == "ideas" and session_id is not None:
+        raise ValidationFailed(
+            "Ideas belong to no session.",
+            errors=[FieldError(field="session_id", message="not allowed with type=ideas")],
+        )
     page = await service.search(
         db,
         user.id,

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SearchType = Literal["messages", "sessions"]
-"""What to search. `ideas` joins with the jobs issue; until then it is refused (422)."""
+SearchType = Literal["messages", "sessions", "ideas"]
+"""What to search: message contents, session titles, or ideas (idea text and spec title)."""
+HitType = Literal["message", "session", "idea"]
 
 
 class SearchHit(BaseModel):
@@ -17,11 +18,12 @@ class SearchHit(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    type: Literal["message", "session"]
-    id: str = Field(description="The message id (`msg_...`) or session id (`ses_...`)")
-    session_id: str
+    type: HitType
+    id: str = Field(description="The id of the message, session or idea found")
+    session_id: str | None = Field(description="The message's or session's; null for ideas")
     title: str | None = Field(
-        default=None, description="The session's title (for messages: the session's)"
+        default=None,
+        description="The session's title (for messages: the session's); an idea's spec title",
     )
     role: str | None = Field(default=None, description="Messages only: the message's role")
     snippet: str

@@ -1,4 +1,4 @@
-"""Full-text search over a user's messages and session titles.
+"""Full-text search over a user's messages, session titles and ideas.
 
 The only dialect switch of search: the statements live in `search.sqlite` (FTS5) and
 `search.postgres` (tsvector). Results are ranked, so paging is by offset: `next_cursor` is an
@@ -12,27 +12,32 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, false
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.core.errors import FieldError, ValidationFailed
 from agenthub.search import postgres, sqlite
 from agenthub.search.highlight import Markers
-from agenthub.search.schemas import SearchType
+from agenthub.search.schemas import HitType, SearchType
 
 # Deeper pages are not served (`has_more` turns false there): nobody reads that far in a
 # ranked list, and each page ranks every match again.
 MAX_OFFSET = 100_000
 _CURSOR_PREFIX = "search:"
+HIT_TYPES: dict[SearchType, HitType] = {
+    "messages": "message",
+    "sessions": "session",
+    "ideas": "idea",
+}
 
 
 @dataclass(frozen=True)
 class Hit:
-    type: Literal["message", "session"]
+    type: HitType
     id: str
-    session_id: str
+    session_id: str | None
     title: str | None
     role: str | None
     snippet: str
@@ -79,17 +84,31 @@ def statement(
     limit: int,
     offset: int,
 ) -> Select[*tuple[Any, ...]] | None:
-    """The search statement for this dialect, or None when `q` cannot match anything."""
+    """The search statement for this dialect, or None when `q` cannot match anything.
+    `session_id` narrows messages and sessions; ideas belong to no session."""
     if dialect == "sqlite":
         match = sqlite.match_expression(q)
         if match is None:
             return None
+        if kind == "ideas":
+            return sqlite.ideas_query(user_id, match, markers=markers, limit=limit, offset=offset)
         build = sqlite.messages_query if kind == "messages" else sqlite.sessions_query
         return build(
             user_id, match, session_id=session_id, markers=markers, limit=limit, offset=offset
         )
+    if kind == "ideas":
+        return postgres.ideas_query(user_id, q, markers=markers, limit=limit, offset=offset)
     build = postgres.messages_query if kind == "messages" else postgres.sessions_query
     return build(user_id, q, session_id=session_id, markers=markers, limit=limit, offset=offset)
+
+
+def ideas_matching(dialect: str, q: str) -> ColumnElement[bool]:
+    """A filter on `ideas` rows whose text or title holds every word of `q` (the same
+    matching as `search`), for lists that keep their own order."""
+    if dialect == "sqlite":
+        match = sqlite.match_expression(q)
+        return false() if match is None else sqlite.ideas_matching(match)
+    return postgres.ideas_matching(q)
 
 
 async def search(
@@ -102,8 +121,9 @@ async def search(
     limit: int = 20,
     offset: int = 0,
 ) -> SearchPage:
-    """The user's matches for `q`, best first: messages of sessions not deleted, or the titles
-    of such sessions. Every word of `q` must occur; `q` is text, never query syntax."""
+    """The user's matches for `q`, best first: messages of sessions not deleted, the titles
+    of such sessions, or ideas (text and title). Every word of `q` must occur; `q` is text,
+    never query syntax."""
     markers = Markers()
     stmt = statement(
         db.get_bind().dialect.name,
@@ -127,9 +147,9 @@ async def search(
 
 def _hit(kind: SearchType, row: Any, markers: Markers) -> Hit:
     return Hit(
-        type="message" if kind == "messages" else "session",
+        type=HIT_TYPES[kind],
         id=row["id"],
-        session_id=row["session_id"],
+        session_id=row.get("session_id"),
         title=row["title"],
         role=row.get("role"),
         snippet=markers.render(row["snippet"]),

@@ -1,8 +1,9 @@
-"""Search on SQLite: FTS5 tables `messages_fts` and `sessions_fts` (migration 0003).
+"""Search on SQLite: FTS5 tables `messages_fts` and `sessions_fts` (migration 0003) and
+`ideas_fts` (migration 0005).
 
-Each is an external-content index keyed by the rowid of `messages` / `sessions`; the
-statements here join it back to its table by rowid, keep the caller's rows of sessions not
-deleted, and order by `bm25()` (lower is better, so the score is its negation).
+Each is an external-content index keyed by the rowid of `messages` / `sessions` / `ideas`; the
+statements here join it back to its table by rowid, keep the caller's rows (of sessions not
+deleted), and order by `bm25()` (lower is better, so the score is its negation).
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agenthub.ideas.models import Idea
 from agenthub.search.highlight import Markers
 from agenthub.sessions.models import ChatSession, Message
 
 SNIPPET_TOKENS = 16
 ELLIPSIS = "…"
-FTS_TABLES = ("messages_fts", "sessions_fts")
+FTS_TABLES = ("messages_fts", "sessions_fts", "ideas_fts")
+# snippet() column -1: the column with the best match (idea text or title).
+BEST_COLUMN = -1
 
 _messages_fts = table("messages_fts", column("rowid", Integer))
 _sessions_fts = table("sessions_fts", column("rowid", Integer))
+_ideas_fts = table("ideas_fts", column("rowid", Integer))
 
 
 def match_expression(q: str) -> str | None:
@@ -124,6 +129,35 @@ def sessions_query(
     if session_id is not None:
         stmt = stmt.where(ChatSession.id == session_id)
     return stmt.order_by(func.bm25(fts), ChatSession.id).limit(limit).offset(offset)
+
+
+def ideas_query(
+    user_id: str, match: str, /, *, markers: Markers, limit: int, offset: int
+) -> Select[*tuple[Any, ...]]:
+    fts = _fts("ideas_fts")
+    return (
+        select(
+            Idea.id,
+            Idea.title,
+            Idea.created_at,
+            func.snippet(
+                fts, BEST_COLUMN, markers.open, markers.close, ELLIPSIS, SNIPPET_TOKENS
+            ).label("snippet"),
+            (-func.bm25(fts)).label("score"),
+        )
+        .select_from(_ideas_fts)
+        .join(Idea, literal_column("ideas.rowid") == _ideas_fts.c.rowid)
+        .where(fts.op("MATCH")(match), Idea.user_id == user_id)
+        .order_by(func.bm25(fts), Idea.id)
+        .limit(limit)
+        .offset(offset)
+    )
+
+
+def ideas_matching(match: str) -> ColumnElement[bool]:
+    """Ideas whose text or title matches: a filter for lists in their own order."""
+    found = select(_ideas_fts.c.rowid).where(_fts("ideas_fts").op("MATCH")(match))
+    return literal_column("ideas.rowid").in_(found)
 
 
 async def rebuild_indexes(conn: AsyncConnection) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.core.errors import NotFound
 from agenthub.core.events import emit
+from agenthub.core.ids import new_id
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
 from agenthub.sessions.models import ChatSession, Message
@@ -32,15 +33,20 @@ async def append_message(
     metadata: dict[str, Any] | None = None,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
+    message_id: str | None = None,
 ) -> Message:
     """Add a message; an archived session becomes active again (the chat goes on), which may
-    archive the least recently active other one. A deleted session is 409."""
+    archive the least recently active other one. A deleted session is 409.
+
+    `message_id` (a fresh `new_id("msg")`) lets a job name the message in its result before
+    the message is written."""
     ensure_writable(chat)
     reactivating = chat.archived_at is not None
     if reactivating:
         await lock_owner(db, chat.user_id)
     now = utcnow()
     message = Message(
+        id=message_id or new_id("msg"),
         user_id=chat.user_id,
         session_id=chat.id,
         role=role,
@@ -106,14 +112,15 @@ async def list_messages(
     return await keyset_page(db, stmt, Message.id, params, "msg", offset=offset)
 
 
-async def last_messages(db: AsyncSession, chat: ChatSession, count: int) -> list[Message]:
-    """The last `count` messages of the session, oldest first."""
+async def last_messages(
+    db: AsyncSession, chat: ChatSession, count: int, *, until: str | None = None
+) -> list[Message]:
+    """The last `count` messages of the session (up to and including message `until`),
+    oldest first."""
     if count <= 0:
         return []
-    stmt = (
-        select(Message)
-        .where(Message.session_id == chat.id)
-        .order_by(Message.id.desc())
-        .limit(count)
-    )
+    stmt = select(Message).where(Message.session_id == chat.id)
+    if until is not None:
+        stmt = stmt.where(Message.id <= until)
+    stmt = stmt.order_by(Message.id.desc()).limit(count)
     return list(reversed((await db.scalars(stmt)).all()))

@@ -6,11 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
+from agenthub.auth.deps import AppSettings
 from agenthub.core.errors import problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, paging
 from agenthub.db.session import DbSession
-from agenthub.sessions import messages
+from agenthub.jobs import service as jobs
+from agenthub.jobs.schemas import JobOut
+from agenthub.sessions import messages, reply
 from agenthub.sessions.deps import OwnedSession, SessionLimit
 from agenthub.sessions.schemas import MessageCreate, MessageOut, MessageWithJob, Role
 
@@ -33,6 +36,7 @@ async def create_message(
     chat: OwnedSession,
     db: DbSession,
     limit: SessionLimit,
+    settings: AppSettings,
     idempotency: IdempotencyDep,
 ) -> MessageOut | MessageWithJob:
     """Append a message; the session's `message_count`, token totals and `last_activity_at`
@@ -40,8 +44,9 @@ async def create_message(
 
     A message to an archived session makes it active again (which may archive the least
     recently active other one); a deleted session is 409 until restored. With
-    `"respond": true` (user messages only) the answer is `{"message", "job"}`, where `job`
-    is the `agent.reply` job, or null while this server has no background jobs.
+    `"respond": true` (user messages only) the same transaction enqueues an `agent.reply`
+    job and the answer is `{"message", "job"}`: the reply streams as `message.delta` events
+    on `session:{id}` and is stored as an assistant message when the job completes.
     """
 
     async def create() -> MessageOut | MessageWithJob:
@@ -56,7 +61,20 @@ async def create_message(
             completion_tokens=body.completion_tokens,
         )
         out = MessageOut.model_validate(message)
-        return MessageWithJob(message=out, job=None) if body.respond else out
+        if not body.respond:
+            return out
+        job = await jobs.enqueue(
+            db,
+            jobs.NewJob(
+                kind=reply.KIND,
+                input={"session_id": chat.id, "message_id": message.id},
+                user_id=chat.user_id,
+                session_id=chat.id,
+                agent_id=chat.agent_id,
+            ),
+            default_timeout=settings.job_default_timeout_seconds,
+        )
+        return MessageWithJob(message=out, job=JobOut.model_validate(job))
 
     result: MessageOut | MessageWithJob = await idempotency.run(status.HTTP_201_CREATED, create)
     return result

@@ -20,6 +20,7 @@ from pydantic import (
 from agenthub.agents.schemas import TYPE_PATTERN
 from agenthub.core.jsondata import JsonObject, plain_json
 from agenthub.core.schemas import Omittable
+from agenthub.jobs.schemas import JobOut
 
 TOOL_TYPE_PATTERN = r"^[a-z][a-z0-9_.\-]{0,31}$"
 MAX_CONTENT = 100_000
@@ -178,10 +179,7 @@ class MessageWithJob(BaseModel):
     """The answer to `"respond": true`."""
 
     message: MessageOut
-    job: dict[str, Any] | None = Field(
-        description="The `agent.reply` job that produces the reply; null until background "
-        "jobs are available on this server"
-    )
+    job: JobOut = Field(description="The `agent.reply` job that produces the reply")
 
 
 # Tool executions

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.models import Agent
@@ -200,6 +200,16 @@ async def restore_session(db: AsyncSession, chat: ChatSession, limit: int) -> li
     archived = await enforce_limit(db, chat, limit, now)
     announce(db, chat)
     return archived
+
+
+async def purge_deleted_sessions(db: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Hard-delete up to `limit` sessions moved to the trash before `cutoff`, their messages
+    and tool executions with them (the foreign keys cascade); how many sessions."""
+    expired = (
+        select(ChatSession.id).where(ChatSession.deleted_at < cutoff).limit(limit).scalar_subquery()
+    )
+    result = await db.execute(delete(ChatSession).where(ChatSession.id.in_(expired)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _row(sessions: int, active: int, messages: int, prompt: int, completion: int) -> dict[str, int]:

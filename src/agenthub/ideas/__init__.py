@@ -1,0 +1,1 @@
+"""Ideas and the specifications generated from them (the idea-to-spec app)."""

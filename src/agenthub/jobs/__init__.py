@@ -1,0 +1,1 @@
+"""Background jobs: the database-backed queue, workers, workflows and the built-in kinds."""

@@ -1,0 +1,75 @@
+"""`llm.complete` (prompt → text) and the streaming every model-backed kind shares."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agenthub.core.jsondata import JsonObject
+from agenthub.jobs.context import JobContext
+from agenthub.jobs.registry import job_kind
+from agenthub.runners.base import ChatMessage, Completion, RunRequest
+
+RunnerName = Literal["openai", "cli", "echo"]
+PROMPT_MAX = 200_000
+
+
+async def stream_completion(
+    ctx: JobContext,
+    runner: str | None,
+    request: RunRequest,
+    channel: str,
+    context: dict[str, Any],
+) -> Completion:
+    """Run `request` on `runner` (default: `AGENTHUB_DEFAULT_RUNNER`), publishing each text
+    chunk as a `message.delta` event {...context, index, delta} on `channel`."""
+    index = 0
+
+    async def on_delta(delta: str) -> None:
+        nonlocal index
+        await ctx.publish(channel, "message.delta", {**context, "index": index, "delta": delta})
+        index += 1
+
+    chosen = ctx.runners.get(runner or ctx.runners.default)
+    return await chosen.run(request, on_delta)
+
+
+def usage_of(completion: Completion) -> dict[str, int]:
+    return asdict(completion.usage)
+
+
+class LlmCompleteInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=PROMPT_MAX)
+    system: str | None = Field(default=None, max_length=PROMPT_MAX)
+    runner: RunnerName | None = Field(default=None, description="Default: the server's")
+    model: str | None = Field(default=None, max_length=200)
+    options: JsonObject = Field(default_factory=dict, description="Runner settings")
+
+
+class LlmCompleteResult(BaseModel):
+    text: str
+    usage: dict[str, int]
+    model: str | None
+    tool_calls: list[dict[str, Any]]
+
+
+@job_kind("llm.complete", input=LlmCompleteInput)
+async def llm_complete(ctx: JobContext, data: LlmCompleteInput) -> LlmCompleteResult:
+    """Prompt in, text out; the text streams as `message.delta` events on `job:{id}`."""
+    messages = [ChatMessage("system", data.system)] if data.system else []
+    messages.append(ChatMessage("user", data.prompt))
+    request = RunRequest(messages, data.model, data.options, attempt=ctx.attempt)
+    job_id = ctx.job.id
+    completion = await stream_completion(
+        ctx, data.runner, request, f"job:{job_id}", {"job_id": job_id}
+    )
+    return LlmCompleteResult(
+        text=completion.text,
+        usage=usage_of(completion),
+        model=completion.model,
+        tool_calls=[asdict(call) for call in completion.tool_calls],
+    )
