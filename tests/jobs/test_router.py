@@ -151,7 +151,8 @@ async def test_retry_runs_a_canceled_job_again(client: httpx.AsyncClient, accoun
 async def test_dependencies_run_first_and_failure_cancels_dependents(
     client: httpx.AsyncClient, account: Account
 ) -> None:
-    first = await create_job(client, account, "llm.complete", echo("first", delay_ms=20))
+    soon = (datetime.now(UTC) + timedelta(seconds=0.5)).isoformat()
+    first = await create_job(client, account, "llm.complete", echo("first"), run_at=soon)
     second = await create_job(
         client, account, "llm.complete", echo("second"), depends_on=[first["id"]]
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +21,7 @@ from agenthub.core.errors import AgentHubError
 from agenthub.core.events import Publisher, log_publisher, take_pending
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
@@ -74,6 +76,18 @@ class Database:
             await session.commit()
             if events := take_pending(session):
                 await self.publisher(events)
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work(db)` in one unit of work that completes even when the calling task is
+        cancelled: background tasks (jobs, workers) are cancelled at any await, and a
+        transaction cut off half-way could keep SQLite's write lock until its connection is
+        collected."""
+
+        async def unit() -> T:
+            async with self.transaction() as db:
+                return await work(db)
+
+        return await asyncio.shield(unit())
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

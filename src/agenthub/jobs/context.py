@@ -53,8 +53,9 @@ class JobContext:
     async def progress(self, percent: float | None = None, message: str | None = None) -> None:
         """Store the progress on the job and publish `job.progress`."""
         data = {"percent": percent, "message": message}
-        async with self.database.transaction() as db:
-            await queue.report_progress(db, self.job, self.worker_id, data)
+        await self.database.run(
+            lambda db: queue.report_progress(db, self.job, self.worker_id, data)
+        )
 
     async def publish(self, channel: str, event: str, data: dict[str, Any]) -> None:
         """Publish an event now, outside any transaction (streamed deltas)."""

@@ -75,8 +75,8 @@ async def purge_deleted_data(ctx: JobContext, _: NoInput) -> PurgeResult:
     )
     keys = await _in_batches(ctx.database, lambda db: purge_expired(db, now, BATCH))
     # After the accounts' rows are gone (committed), their files' content is unreferenced.
-    async with ctx.database.transaction() as db:
-        orphans = await sweep_orphans(db, LocalStorage(settings.files_dir), now - ORPHAN_AGE)
+    storage = LocalStorage(settings.files_dir)
+    orphans = await ctx.database.run(lambda db: sweep_orphans(db, storage, now - ORPHAN_AGE))
     return PurgeResult(
         sessions=sessions, accounts=accounts, idempotency_keys=keys, orphan_files=orphans
     )
@@ -87,8 +87,7 @@ async def _in_batches(database: Database, purge: Callable[[AsyncSession], Awaita
     deletes fewer; the total."""
     total = 0
     while True:
-        async with database.transaction() as db:
-            count = await purge(db)
+        count = await database.run(purge)
         total += count
         if count < BATCH:
             return total
@@ -98,8 +97,7 @@ async def _in_batches(database: Database, purge: Callable[[AsyncSession], Awaita
 async def clean_jobs(ctx: JobContext, _: NoInput) -> CleanResult:
     """Delete jobs that finished more than `AGENTHUB_JOB_RETENTION_DAYS` ago."""
     cutoff = utcnow() - timedelta(days=ctx.settings.job_retention_days)
-    async with ctx.database.transaction() as db:
-        deleted = await purge_finished(db, cutoff, FINAL_STATUSES)
+    deleted = await ctx.database.run(lambda db: purge_finished(db, cutoff, FINAL_STATUSES))
     return CleanResult(deleted=deleted)
 
 

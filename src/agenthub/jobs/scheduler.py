@@ -10,6 +10,7 @@ another: a backlog of workers adds no backlog of maintenance.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -32,15 +33,14 @@ async def run_due_schedules(database: Database, settings: Settings, kinds: Itera
         if kind is None or not kind.scheduled:
             continue
         try:
-            async with database.transaction() as db:
-                await _run_if_due(db, kind, settings)
+            await database.run(functools.partial(_run_if_due, kind=kind, settings=settings))
         except IntegrityError:
             # Another worker created the schedule row at the same moment. Caught here, outside
             # the transaction: on PostgreSQL the failed INSERT has aborted it.
             continue
 
 
-async def _run_if_due(db: AsyncSession, kind: Kind, settings: Settings) -> None:
+async def _run_if_due(db: AsyncSession, *, kind: Kind, settings: Settings) -> None:
     now = utcnow()
     interval = timedelta(seconds=settings.maintenance_interval_seconds)
     if await db.get(JobSchedule, kind.name) is None:

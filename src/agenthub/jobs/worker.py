@@ -19,6 +19,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.config import Settings
 from agenthub.core.errors import ValidationFailed
@@ -104,6 +105,9 @@ class Worker:
             return
         self._stopping = True
         self._wake.set()
+        # The claim loop sees `_stopping` and ends after its current claim: jobs it claimed
+        # get their grace period too.
+        await asyncio.gather(*self._loops[:1], return_exceptions=True)
         grace = self.settings.job_grace_seconds if grace is None else grace
         tasks = [r.task for r in self._running.values()]
         if tasks:
@@ -162,7 +166,7 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_seconds)
 
     async def _claim(self, limit: int) -> int:
-        async with self.database.transaction() as db:
+        async def claim(db: AsyncSession) -> list[Job]:
             jobs = await queue.claim(
                 db,
                 worker_id=self.id,
@@ -172,6 +176,9 @@ class Worker:
             )
             for job in jobs:
                 db.expunge(job)
+            return jobs
+
+        jobs = await self.database.run(claim)
         for job in jobs:
             task = asyncio.create_task(self._execute(job), name=f"job {job.id}")
             self._running[job.id] = Running(job, task)
@@ -193,8 +200,9 @@ class Worker:
                 await self._renew()
                 if now - last_reap >= min(5.0, lease / 2):
                     last_reap = now
-                    async with self.database.transaction() as db:
-                        await queue.reap_expired(db, backoff=self._backoff)
+                    await self.database.run(
+                        lambda db: queue.reap_expired(db, backoff=self._backoff)
+                    )
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("lease_renewal_failed", error=str(exc))
             if now - last_listed >= lease / 3:
@@ -207,8 +215,8 @@ class Worker:
         held = {i: r.job.attempts for i, r in self._running.items() if not r.settling}
         if not held:
             return
-        async with self.database.transaction() as db:
-            kept = await queue.renew(db, self.id, held, self.settings.job_lease_seconds)
+        lease = self.settings.job_lease_seconds
+        kept = await self.database.run(lambda db: queue.renew(db, self.id, held, lease))
         for job_id in held.keys() - kept:
             running = self._running.get(job_id)
             if running is not None:
@@ -311,8 +319,7 @@ class Worker:
             )
 
     async def _commit(self, write: Any) -> None:
-        async with self.database.transaction() as db:
-            await write(db)
+        await self.database.run(write)
 
     async def _write(self, write: Any) -> None:
         """A state change that may fail when the database is away: the lease then expires and
