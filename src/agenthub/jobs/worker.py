@@ -45,6 +45,7 @@ HEARTBEAT_SECONDS = 1.0
 """How often a busy worker renews its leases, which is also how soon it notices a job that was
 canceled while the broker was unreachable."""
 SCHEDULE_SECONDS = 30.0
+BATCH_SECONDS = 0.005
 MAX_ERROR_CHARS = 2000
 Reason = Literal["canceled", "lost", "shutdown"]
 
@@ -151,8 +152,13 @@ class Worker:
     # -- loops ---------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        backlog = False  # the last claim got all it asked for: more jobs are probably due
         while not self._stopping:
             self._wake.clear()
+            if backlog and 0 < self.concurrency - len(self._running) < self.concurrency / 2:
+                # Busy with a backlog: let a few more slots free up, so that one claim
+                # transaction starts several jobs instead of one per finished job.
+                await asyncio.sleep(BATCH_SECONDS)
             free = self.concurrency - len(self._running)
             claimed = 0
             if free > 0:
@@ -160,6 +166,7 @@ class Worker:
                     claimed = await self._claim(free)
                 except (SQLAlchemyError, OSError) as exc:
                     log.warning("claim_failed", error=str(exc))
+                backlog = claimed == free
             if free > 0 and claimed == free:
                 continue
             with contextlib.suppress(TimeoutError):

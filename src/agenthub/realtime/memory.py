@@ -16,6 +16,9 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
+SWEEP_SECONDS = 1.0
+
+
 @dataclass
 class _Log:
     history_size: int
@@ -37,6 +40,7 @@ class MemoryBroker:
         self._size = settings.realtime_history_size
         self._ttl = settings.realtime_history_ttl_seconds
         self._logs: dict[str, _Log] = {}
+        self._swept = 0.0
         self._subscribed: set[str] = set()
         self._presence: dict[str, dict[str, tuple[float, JsonDict]]] = {}
         self._listener: BrokerListener | None = None
@@ -61,6 +65,11 @@ class MemoryBroker:
         return current
 
     def _sweep(self, now: float) -> None:
+        """Drop expired logs; at most once per `SWEEP_SECONDS`, since a sweep reads every
+        channel and a new channel (each job has one) would otherwise cost a full pass."""
+        if now - self._swept < SWEEP_SECONDS:
+            return
+        self._swept = now
         expired = [name for name, item in self._logs.items() if now - item.touched > self._ttl]
         for name in expired:
             del self._logs[name]
