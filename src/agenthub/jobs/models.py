@@ -32,6 +32,7 @@ class Job(Base):
             "ix_jobs_queued",
             text("priority DESC"),
             "run_at",
+            "id",
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),
         ),

@@ -75,8 +75,8 @@ async def enqueue(
         db.add_all(JobDependency(job_id=job.id, depends_on_id=d) for d in new.depends_on)
         await db.flush()
     if job.status == "queued":
+        queue.wake(db, job.kind)  # first: a worker need not wait for the announcements
         queue.announce(db, job, "job.queued")
-        queue.wake(db, job.kind)
     return job
 
 

@@ -88,7 +88,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_jobs_queued",
         "jobs",
-        [sa.text("priority DESC"), "run_at"],
+        [sa.text("priority DESC"), "run_at", "id"],
         unique=False,
         postgresql_where=sa.text("status = 'queued'"),
         sqlite_where=sa.text("status = 'queued'"),
