@@ -29,9 +29,11 @@ serve: install
 	$(VENV)/bin/agenthub serve
 
 bench: install
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/profile.py
 	$(PY) bench/messages.py
 	$(PY) bench/realtime.py
+	$(PY) bench/jobs.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
