@@ -9,8 +9,9 @@ no-op task with the same processes and concurrency on its own database of the sa
 
 - **Throughput.** With the workers started and idle, K jobs are enqueued in one transaction;
   jobs/s = K / (last job finished - first job started), both read back from the queue's own
-  timestamps. Also printed: the workers' CPU time per job (all worker processes, from just before
-  the enqueue until the last job completed) and how long the one-transaction enqueue took.
+  timestamps. Also printed: the CPU time per job of all worker processes and of the PostgreSQL
+  server processes serving them (from just before the enqueue until the last job completed),
+  and how long the one-transaction enqueue took.
 - **Latency.** With the same workers idle again, jobs are enqueued one per transaction at a
   fixed rate; enqueue-to-start is `started_at - created_at` of the jobs table (procrastinate:
   its `started` event - its `deferred` event), p50/p95/p99. Also printed: how long one
