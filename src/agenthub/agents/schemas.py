@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from agenthub.core.jsondata import JsonObject
-from agenthub.core.schemas import Omittable
+from agenthub.core.schemas import Distinct, Omittable
 
 AgentStatus = Literal["idle", "running", "stopped", "error"]
 Runner = Literal["openai", "cli", "echo"]
@@ -89,17 +89,10 @@ class AgentBulk(BaseModel):
     action: BulkAction = Field(
         description="`start` sets status running, `stop` stopped, `update` applies `patch`"
     )
-    ids: list[Annotated[str, Field(max_length=ID_MAX)]] = Field(
+    ids: Annotated[list[Annotated[str, Field(max_length=ID_MAX)]], Distinct] = Field(
         min_length=1, max_length=BULK_MAX, json_schema_extra={"uniqueItems": True}
     )
     patch: AgentPatch | None = Field(default=None, description="Required for `update` only")
-
-    @field_validator("ids")
-    @classmethod
-    def _unique(cls, ids: list[str]) -> list[str]:
-        if len(set(ids)) != len(ids):
-            raise ValueError("ids must be unique")
-        return ids
 
 
 class BulkItem(BaseModel):

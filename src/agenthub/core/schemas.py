@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 T = TypeVar("T")
 
@@ -41,3 +41,13 @@ def apply_changes(row: object, changes: Mapping[str, Any]) -> bool:
             setattr(row, name, value)
             changed = True
     return changed
+
+
+def _distinct(values: list[T]) -> list[T]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat an item")
+    return values
+
+
+Distinct = AfterValidator(_distinct)
+"""Refuse a list with repeated items: `ids: Annotated[list[str], Distinct]`."""

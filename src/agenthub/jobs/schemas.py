@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from agenthub.agents.schemas import LatencyPercentiles
 from agenthub.core.jsondata import JsonObject
+from agenthub.core.schemas import Distinct
 
 JobStatus = Literal["waiting", "queued", "running", "completed", "failed", "canceled"]
 FinalStatus = Literal["completed", "failed", "canceled"]
@@ -38,7 +39,7 @@ class JobCreate(BaseModel):
     kind: str = Field(max_length=KIND_MAX, description="A registered kind, e.g. `llm.complete`")
     input: JsonObject = Field(default_factory=dict, description="Validated by the kind")
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
-    depends_on: list[JobIdItem] = Field(
+    depends_on: Annotated[list[JobIdItem], Distinct] = Field(
         default_factory=list,
         max_length=MAX_DEPENDENCIES,
         description="Jobs that must complete first; the job waits until they have",
@@ -46,13 +47,6 @@ class JobCreate(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
     timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     run_at: datetime | None = Field(default=None, description="Not before this time")
-
-    @field_validator("depends_on")
-    @classmethod
-    def _unique(cls, ids: list[str]) -> list[str]:
-        if len(set(ids)) != len(ids):
-            raise ValueError("depends_on must not repeat a job")
-        return ids
 
 
 class JobOut(BaseModel):
@@ -85,14 +79,7 @@ class JobBulk(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: JobAction
-    ids: list[JobIdItem] = Field(min_length=1, max_length=BULK_MAX)
-
-    @field_validator("ids")
-    @classmethod
-    def _unique(cls, ids: list[str]) -> list[str]:
-        if len(set(ids)) != len(ids):
-            raise ValueError("ids must be unique")
-        return ids
+    ids: Annotated[list[JobIdItem], Distinct] = Field(min_length=1, max_length=BULK_MAX)
 
 
 class JobBulkItem(BaseModel):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from agenthub.core.jsondata import JsonObject
+from agenthub.core.schemas import Distinct
 from agenthub.jobs.schemas import KIND_MAX, MAX_ATTEMPTS, MAX_TIMEOUT_S, JobError, JobStatus
 
 MAX_STEPS = 100
@@ -27,7 +28,7 @@ class StepCreate(BaseModel):
         "replaced by that dependency's result (or the part at the dot-separated path) when "
         "the step runs, and such a reference inside a longer string is interpolated as text",
     )
-    depends_on: list[StepKey] = Field(
+    depends_on: Annotated[list[StepKey], Distinct] = Field(
         default_factory=list,
         max_length=MAX_STEPS,
         description="Keys of steps of this workflow that must complete first",
@@ -35,13 +36,6 @@ class StepCreate(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
     timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
-
-    @field_validator("depends_on")
-    @classmethod
-    def _unique(cls, keys: list[str]) -> list[str]:
-        if len(set(keys)) != len(keys):
-            raise ValueError("depends_on must not repeat a step")
-        return keys
 
 
 class WorkflowCreate(BaseModel):
