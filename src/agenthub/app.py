@@ -30,6 +30,10 @@ from agenthub.jobs.router import router as jobs_router
 from agenthub.jobs.worker import Worker
 from agenthub.jobs.workflows_router import router as workflows_router
 from agenthub.monitoring.health import router as health_router
+from agenthub.monitoring.metrics import mark_process_dead
+from agenthub.monitoring.monitor import Monitor
+from agenthub.monitoring.router import metrics_router
+from agenthub.monitoring.router import router as monitoring_router
 from agenthub.projects.router import router as projects_router
 from agenthub.realtime.broker import broker_publisher, create_broker
 from agenthub.realtime.hub import Hub
@@ -58,6 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     load_kinds(settings.job_modules)
     runners = Runners(settings)
     worker = Worker(settings, database, hub, runners) if settings.worker_enabled else None
+    monitor = Monitor(settings, database, hub.node)
+    hub.on_websocket_open = monitor.websocket_opened
+    hub.on_websocket_close = monitor.websocket_closed
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.close()
         await runners.aclose()
         await database.dispose()
+        mark_process_dead()
 
     app = FastAPI(
         title="agenthub",
@@ -89,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hub = hub
     app.state.runners = runners
     app.state.worker = worker
+    app.state.monitor = monitor
 
     install_error_handlers(app)
     install_openapi(app)
@@ -104,10 +113,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "X-Process-Time", "Retry-After"],
         )
-    app.add_middleware(RequestContextMiddleware, slow_seconds=settings.slow_request_seconds)
+    app.add_middleware(
+        RequestContextMiddleware,
+        slow_seconds=settings.slow_request_seconds,
+        observe=monitor.observe_request,
+    )
 
     for router in (
         health_router,
+        metrics_router,
+        monitoring_router,
         auth_router,
         user_router,
         admin_router,

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 1_048_576
     slow_request_seconds: float = 2.0
+    alert_cpu_percent: float = Field(default=80, ge=0)
+    alert_memory_percent: float = Field(default=90, ge=0)
+    alert_error_rate: float = Field(default=0.1, ge=0)  # 5xx answers per second, last minute
+    alert_ws_disconnections_per_minute: float = Field(default=5, ge=0)
+    alert_queue_age_seconds: float = Field(default=300, ge=0)
+    status_interval_seconds: float = Field(default=2, gt=0)  # metrics.update on `system`
 
     access_token_minutes: int = 15
     refresh_token_days: int = 30

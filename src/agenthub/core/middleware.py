@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import structlog
 from starlette.datastructures import MutableHeaders
@@ -26,17 +26,25 @@ SECURITY_HEADERS: Mapping[str, str] = {
 
 log = structlog.get_logger("agenthub.http")
 
+# Told of each finished HTTP request: (method, route template or "unmatched", status, seconds).
+Observer = Callable[[str, str, int, float], None]
+UNMATCHED_ROUTE = "unmatched"
+
 
 class RequestContextMiddleware:
     """Binds a request id into every log line, times the request and answers a crash with 500.
 
     Exceptions that escape every handler are rendered here (not re-raised), so no traceback
-    ever reaches a client and the log line carries the request id.
+    ever reaches a client and the log line carries the request id. `observe` is told of every
+    finished request, by route template (metrics).
     """
 
-    def __init__(self, app: ASGIApp, *, slow_seconds: float = 2.0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, slow_seconds: float = 2.0, observe: Observer | None = None
+    ) -> None:
         self.app = app
         self.slow_seconds = slow_seconds
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -75,11 +83,13 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
 
     def _log(self, scope: Scope, status: int, elapsed: float) -> None:
-        route = scope.get("route")
+        route = getattr(scope.get("route"), "path", None)
+        if self.observe is not None:
+            self.observe(scope["method"], route or UNMATCHED_ROUTE, status, elapsed)
         fields = {
             "status": status,
             "latency_ms": round(elapsed * 1000, 2),
-            "route": getattr(route, "path", None),
+            "route": route,
             "user_id": scope.get("state", {}).get("user_id"),
         }
         if elapsed >= self.slow_seconds:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agenthub.core.jsondata import JsonObject
 from agenthub.jobs.context import JobContext
 from agenthub.jobs.registry import job_kind
+from agenthub.monitoring.metrics import TOKEN_USAGE
 from agenthub.runners.base import ChatMessage, Completion, RunRequest
 
 RunnerName = Literal["openai", "cli", "echo"]
@@ -32,8 +33,12 @@ async def stream_completion(
         await ctx.publish(channel, "message.delta", {**context, "index": index, "delta": delta})
         index += 1
 
-    chosen = ctx.runners.get(runner or ctx.runners.default)
-    return await chosen.run(request, on_delta)
+    name = runner or ctx.runners.default
+    completion = await ctx.runners.get(name).run(request, on_delta)
+    model = completion.model or request.model or name
+    TOKEN_USAGE.labels(model, "prompt").inc(completion.usage.prompt_tokens)
+    TOKEN_USAGE.labels(model, "completion").inc(completion.usage.completion_tokens)
+    return completion
 
 
 def usage_of(completion: Completion) -> dict[str, int]:

@@ -31,6 +31,7 @@ from agenthub.jobs.models import Job
 from agenthub.jobs.registry import KINDS, parse_input
 from agenthub.jobs.scheduler import run_due_schedules
 from agenthub.jobs.workflows import resolve_input
+from agenthub.monitoring.metrics import JOB_DURATION, JOBS
 from agenthub.realtime.broker import BrokerUnavailable, Event
 from agenthub.realtime.hub import Hub
 from agenthub.runners.base import RunnerError
@@ -248,6 +249,13 @@ class Worker:
     # -- one attempt -----------------------------------------------------------------------
 
     async def _execute(self, job: Job) -> None:
+        started = time.perf_counter()
+        outcome = await self._attempt(job)
+        JOBS.labels(job.kind, outcome).inc()
+        JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
+
+    async def _attempt(self, job: Job) -> str:
+        """Run one attempt and record it; the outcome as `jobs_total` counts it."""
         ctx = JobContext(job, self.id, self.database, self.settings, self.runners)
         log.info("job_started", job_id=job.id, kind=job.kind, attempt=job.attempts)
         try:
@@ -264,11 +272,11 @@ class Worker:
                         db, job, self.id, delay=0, error=None, count_attempt=False
                     )
                 )
-            return
+                return "handed_back"
+            return "canceled"
         except Exception as exc:
-            await self._fail(job, exc)
-            return
-        await self._complete(ctx, result)
+            return await self._fail(job, exc)
+        return await self._complete(ctx, result)
 
     async def _handle(self, ctx: JobContext) -> Any:
         job = ctx.job
@@ -284,7 +292,7 @@ class Worker:
         async with asyncio.timeout(job.timeout_s):
             return await kind.handler(ctx, parsed)
 
-    async def _complete(self, ctx: JobContext, result: Any) -> None:
+    async def _complete(self, ctx: JobContext, result: Any) -> str:
         job = ctx.job
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
@@ -302,11 +310,11 @@ class Worker:
         except Exception as exc:
             if running is not None:
                 running.settling = False
-            await self._fail(job, exc)
-            return
+            return await self._fail(job, exc)
         log.info("job_completed", job_id=job.id, kind=job.kind, attempt=job.attempts)
+        return "completed"
 
-    async def _fail(self, job: Job, exc: Exception) -> None:
+    async def _fail(self, job: Job, exc: Exception) -> str:
         error, transient, retry_after = _describe(exc, job)
         log.warning(
             "job_attempt_failed",
@@ -320,10 +328,9 @@ class Worker:
         if transient and job.attempts < job.max_attempts:
             delay = self._backoff(job.attempts, retry_after)
             await self._write(lambda db: queue.requeue(db, job, self.id, delay=delay, error=error))
-        else:
-            await self._write(
-                lambda db: queue.settle(db, job, self.id, status="failed", error=error)
-            )
+            return "retrying"
+        await self._write(lambda db: queue.settle(db, job, self.id, status="failed", error=error))
+        return "failed"
 
     async def _commit(self, write: Any) -> None:
         await self.database.run(write)

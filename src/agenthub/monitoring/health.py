@@ -1,7 +1,9 @@
-"""Probes: liveness (the process answers) and readiness (database reachable and migrated)."""
+"""Probes: liveness (the process answers), readiness (database reachable and migrated) and
+the component report (database, broker, runners, workers), each with its latency."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Literal
 
@@ -13,8 +15,15 @@ from agenthub.core.errors import problem_response, problem_responses
 from agenthub.db.engine import Database
 from agenthub.db.migrate import current_revision, head_revision
 from agenthub.db.session import get_database
+from agenthub.monitoring.monitor import Monitor
+from agenthub.realtime.broker import BrokerUnavailable
+from agenthub.realtime.hub import Hub
+from agenthub.runners.registry import Runners
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
+
+RUNNER_PROBE_SECONDS = 2.0
+Status = Literal["ok", "degraded", "down"]
 
 
 class Live(BaseModel):
@@ -22,7 +31,7 @@ class Live(BaseModel):
 
 
 class ComponentCheck(BaseModel):
-    status: Literal["ok", "down"]
+    status: Status
     latency_ms: float
     detail: str | None = None
 
@@ -30,6 +39,11 @@ class ComponentCheck(BaseModel):
 class Ready(BaseModel):
     status: Literal["ready"] = "ready"
     database: ComponentCheck
+
+
+class Health(BaseModel):
+    status: Status
+    components: dict[str, ComponentCheck]
 
 
 @router.get("/live", response_model=Live)
@@ -60,14 +74,75 @@ async def check_database(database: Database) -> ComponentCheck:
     return ComponentCheck(status="ok", latency_ms=_ms(started))
 
 
+async def check_broker(hub: Hub) -> ComponentCheck:
+    """The realtime broker (Redis in scale-out). Down is `degraded`: REST keeps working, and
+    live events resume when it returns."""
+    started = time.perf_counter()
+    try:
+        await hub.broker.ping()
+    except BrokerUnavailable as exc:
+        return ComponentCheck(
+            status="degraded", latency_ms=_ms(started), detail=f"{hub.broker.name}: {exc}"
+        )
+    return ComponentCheck(status="ok", latency_ms=_ms(started), detail=hub.broker.name)
+
+
+async def check_runners(runners: Runners) -> ComponentCheck:
+    """The default runner can take work: configured, and its circuit breaker not open."""
+    started = time.perf_counter()
+    name = runners.default
+    try:
+        reports = await asyncio.wait_for(runners.health(), RUNNER_PROBE_SECONDS)
+    except TimeoutError:
+        return ComponentCheck(status="degraded", latency_ms=_ms(started), detail="probe timeout")
+    report = next(r for r in reports if r.name == name)
+    if not report.configured or not report.reachable or report.breaker == "open":
+        detail = report.detail or f"breaker {report.breaker}"
+        return ComponentCheck(
+            status="degraded", latency_ms=_ms(started), detail=f"{name}: {detail}"
+        )
+    return ComponentCheck(status="ok", latency_ms=_ms(started), detail=name)
+
+
+async def check_workers(monitor: Monitor, hub: Hub) -> ComponentCheck:
+    """At least one worker sent a heartbeat recently; otherwise jobs wait."""
+    started = time.perf_counter()
+    workers = await monitor.workers(hub.broker)
+    if not workers:
+        return ComponentCheck(
+            status="degraded", latency_ms=_ms(started), detail="no live worker; jobs wait"
+        )
+    return ComponentCheck(status="ok", latency_ms=_ms(started), detail=f"{len(workers)} live")
+
+
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
 @router.get("/ready", response_model=Ready, responses=problem_responses(503))
 async def ready(request: Request) -> Ready | JSONResponse:
-    """Ready to serve: 503 unless the database is reachable and migrated."""
+    """Ready to serve: 503 unless the database is reachable and migrated. A Redis outage
+    does not make a node unready (see `GET /v1/health`)."""
     check = await check_database(get_database(request))
     if check.status != "ok":
         return problem_response(503, code="not-ready", detail=f"database: {check.detail}")
     return Ready(database=check)
+
+
+@router.get("", response_model=Health)
+async def health(request: Request) -> Health:
+    """Each component with its status and latency. Overall `down` when the database is,
+    `degraded` when anything else is."""
+    state = request.app.state
+    database, broker, runners, workers = await asyncio.gather(
+        check_database(state.database),
+        check_broker(state.hub),
+        check_runners(state.runners),
+        check_workers(state.monitor, state.hub),
+    )
+    components = {"database": database, "broker": broker, "runners": runners, "workers": workers}
+    statuses = {c.status for c in components.values()}
+    overall: Status = (
+        "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
+    )
+    return Health(status=overall, components=components)

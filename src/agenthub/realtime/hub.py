@@ -54,6 +54,9 @@ class Hub:
         self._loops: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()
         self._watchers: dict[str, list[Callable[[Event], None]]] = {}
+        # Told of each WebSocket opened and closed (with its close code): the app's monitor.
+        self.on_websocket_open: Callable[[], None] = lambda: None
+        self.on_websocket_close: Callable[[int], None] = lambda code: None
 
     @property
     def channel_count(self) -> int:
@@ -100,6 +103,8 @@ class Hub:
         )
         self.connections[connection.id] = connection
         self._drained.clear()
+        if transport == "ws":
+            self.on_websocket_open()
         await self._register(connection)
         return connection
 
@@ -110,6 +115,8 @@ class Hub:
         if not self.connections:
             self._drained.set()
         connection.close(CloseCode.GOING_AWAY, "disconnected")
+        if connection.transport == "ws":
+            self.on_websocket_close(int(connection.close_code or CloseCode.GOING_AWAY))
         if connection.close_code == CloseCode.SLOW_CONSUMER:
             self.stats.slow_consumer_closes += 1
         elif connection.close_code == CloseCode.FLOOD:

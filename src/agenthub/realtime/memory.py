@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agenthub.config import Settings
+from agenthub.monitoring.metrics import count_event
 from agenthub.realtime.broker import BrokerListener, Event, History, JsonDict
 
 
@@ -79,6 +80,7 @@ class MemoryBroker:
         channel_log.offset += 1
         item = Event(channel, channel_log.offset, channel_log.epoch, event, data, ts)
         channel_log.events.append(item)
+        count_event(channel)
         if self._listener is not None and channel in self._subscribed:
             self._listener.on_event(item)
         return item

@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from agenthub.config import Settings
+from agenthub.monitoring.metrics import count_event
 from agenthub.realtime.broker import (
     BrokerListener,
     BrokerUnavailable,
@@ -167,6 +168,7 @@ class RedisBroker:
         args: list[EncodableT] = [_new_epoch(), body, self._size, self._ttl, ev]
         with _unavailable("publish"):
             offset, epoch = await self._publish(keys=self._keys(channel), args=args)
+        count_event(channel)
         return Event(channel, int(offset), str(epoch), event, data, ts)
 
     async def history(self, channel: str, after: int | None = 0) -> History:
