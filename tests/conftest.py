@@ -184,9 +184,8 @@ async def account(make_account: AccountFactory) -> Account:
     return await make_account()
 
 
-@pytest.fixture
-async def admin(app: FastAPI, client: httpx.AsyncClient) -> Account:
-    """A logged-in administrator (created as `agenthub user create --admin` does)."""
+async def login_admin(app: FastAPI, client: httpx.AsyncClient) -> Account:
+    """Create an administrator (as `agenthub user create --admin` does) and log in."""
     email = f"admin-{secrets.token_hex(4)}@example.com"
     async with app.state.database.transaction() as db:
         user = await service.create_user(
@@ -196,6 +195,12 @@ async def admin(app: FastAPI, client: httpx.AsyncClient) -> Account:
     assert login.status_code == 200, login.text
     tokens = login.json()
     return Account(user.id, email, PASSWORD, tokens["access_token"], tokens["refresh_token"])
+
+
+@pytest.fixture
+async def admin(app: FastAPI, client: httpx.AsyncClient) -> Account:
+    """A logged-in administrator."""
+    return await login_admin(app, client)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -209,3 +210,40 @@ async def test_bodies_under_limit_pass(custom_client: Any) -> None:
         )
         assert response.status_code == 201, response.text
         assert response.json()["email"] == json.loads(streamed)["email"]
+
+
+# --- slow requests --------------------------------------------------------------------------------
+
+
+async def test_slow_requests_are_logged_as_warnings(
+    custom_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await custom_client(slow_request_seconds=0) as client:
+        logging.getLogger().addHandler(caplog.handler)  # the app replaced the root handlers
+        response = await client.get("/v1/sessions")
+    records = [r for r in caplog.records if r.name == "agenthub.http"]
+    slow = [r.msg for r in records if r.levelname == "WARNING"]
+    assert any(
+        isinstance(m, dict)
+        and m["event"] == "slow_request"
+        and m["route"] == "/v1/sessions"
+        and m["status"] == 401
+        and m["request_id"] == response.headers["x-request-id"]
+        for m in slow
+    ), slow
+
+
+async def test_fast_requests_are_logged_at_info(
+    custom_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await custom_client(slow_request_seconds=60, log_level="INFO") as client:
+        logging.getLogger().addHandler(caplog.handler)  # the app replaced the root handlers
+        response = await client.get("/v1/sessions")
+    levels = {
+        r.levelname
+        for r in caplog.records
+        if r.name == "agenthub.http"
+        and isinstance(r.msg, dict)
+        and r.msg.get("request_id") == response.headers["x-request-id"]
+    }
+    assert levels == {"INFO"}

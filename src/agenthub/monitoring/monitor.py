@@ -72,6 +72,13 @@ class Snapshot:
     requests: Figures  # the last minute
 
 
+@dataclass(frozen=True)
+class _Sampled:
+    resources: Resources
+    queue: Queue
+    active_sessions: int
+
+
 class Monitor:
     def __init__(self, settings: Settings, database: Database, node: str) -> None:
         self.settings = settings
@@ -88,7 +95,7 @@ class Monitor:
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent()
         psutil.cpu_percent()
-        self._snapshot: Snapshot | None = None
+        self._sampled: _Sampled | None = None
         self._taken = 0.0
         self._lock = asyncio.Lock()
 
@@ -133,15 +140,29 @@ class Monitor:
     # -- sampling ------------------------------------------------------------------------
 
     async def snapshot(self, max_age: float = SNAPSHOT_MAX_AGE) -> Snapshot:
-        """The current state; the database part at most `max_age` seconds old."""
+        """The current state: this process's counters as of now, the database and machine
+        readings at most `max_age` seconds old."""
         async with self._lock:
-            if self._snapshot is None or time.monotonic() - self._taken > max_age:
-                self._snapshot = await self._take()
+            if self._sampled is None or time.monotonic() - self._taken > max_age:
+                self._sampled = await self._sample()
                 self._taken = time.monotonic()
-                self.gauges.update(_gauges(self._snapshot))
-            return self._snapshot
+        sampled = self._sampled
+        snapshot = Snapshot(
+            version=__version__,
+            node=self.node,
+            pid=os.getpid(),
+            uptime_seconds=round(time.monotonic() - self.started, 3),
+            resources=sampled.resources,
+            queue=sampled.queue,
+            active_sessions=sampled.active_sessions,
+            websocket_connections=self.websockets,
+            websocket_disconnections_per_minute=self.disconnections.count(60),
+            requests=self.performance.totals(60),
+        )
+        self.gauges.update(_gauges(snapshot))
+        return snapshot
 
-    async def _take(self) -> Snapshot:
+    async def _sample(self) -> _Sampled:
         async with self.database.sessions() as db:
             queue = await _queue(db)
             active = await db.scalar(
@@ -149,18 +170,7 @@ class Monitor:
                 .select_from(ChatSession)
                 .where(ChatSession.deleted_at.is_(None), ChatSession.archived_at.is_(None))
             )
-        return Snapshot(
-            version=__version__,
-            node=self.node,
-            pid=os.getpid(),
-            uptime_seconds=round(time.monotonic() - self.started, 3),
-            resources=self._resources(),
-            queue=queue,
-            active_sessions=int(active or 0),
-            websocket_connections=self.websockets,
-            websocket_disconnections_per_minute=self.disconnections.count(60),
-            requests=self.performance.totals(60),
-        )
+        return _Sampled(self._resources(), queue, int(active or 0))
 
     def _resources(self) -> Resources:
         memory = psutil.virtual_memory()
