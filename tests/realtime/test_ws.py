@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
@@ -645,3 +646,31 @@ async def test_sigterm_closes_websockets_with_1001_and_the_server_exits(
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert returncode in (0, -signal.SIGTERM), returncode
         assert "Traceback" not in node.log.read_text()
+
+
+async def test_connections_and_disconnections_are_metrics(
+    server: Server, api: httpx.AsyncClient
+) -> None:
+    alice = await sign_up(server.http)
+
+    async def gauge() -> tuple[float, float]:
+        text = (await api.get("/metrics")).text
+        found = {"websocket_connections": 0.0, "websocket_disconnections_total": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in found:
+                    found[sample.name] += sample.value
+        return found["websocket_connections"], found["websocket_disconnections_total"]
+
+    open_before, closed_before = await gauge()
+    async with (
+        ws_peer(server.ws, alice.access_token) as one,
+        ws_peer(server.ws, alice.access_token),
+    ):
+        await one.barrier()
+        assert (await gauge())[0] == open_before + 2
+
+    async def both_closed() -> bool:
+        return await gauge() == (open_before, closed_before + 2)
+
+    assert await eventually(both_closed)
