@@ -34,6 +34,8 @@ bench: install
 	$(PY) bench/messages.py
 	$(PY) bench/realtime.py
 	$(PY) bench/jobs.py
+	$(PY) bench/cache.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

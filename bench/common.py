@@ -97,6 +97,8 @@ def server_env(database_url: str, workdir: Path, **extra: str) -> dict[str, str]
         AGENTHUB_LOG_LEVEL="WARNING",
         AGENTHUB_LOG_FORMAT="json",
         AGENTHUB_AUTO_MIGRATE="false",
+        # Every benchmark client comes from one address: no rate limits, as for the baselines.
+        AGENTHUB_RATE_LIMIT_ENABLED="false",
     )
     env.update(extra)
     return env
@@ -119,19 +121,24 @@ def uvicorn_server(name: str, target: str, env: dict[str, str], workdir: Path) -
         proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(proc, base_url, log_path)
+        wait_ready(proc, base_url, log_path)
         yield Server(base_url, proc.pid)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns once it has exited."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
     """Until the server answers HTTP at all (any status); fail early if it exits."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     with httpx.Client(base_url=base_url, timeout=1.0) as client:

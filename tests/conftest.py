@@ -231,6 +231,9 @@ def deployment(
         AGENTHUB_FILES_DIR=str(workdir / "files"),
         AGENTHUB_LOGIN_LIMIT_IP="10000/minute",
         AGENTHUB_LOGIN_LIMIT_ACCOUNT="10000/minute",
+        AGENTHUB_RATE_LIMIT_USER="100000/minute",
+        AGENTHUB_RATE_LIMIT_IP="100000/minute",
+        AGENTHUB_WS_CONNECT_LIMIT="10000/minute",
     )
     if request.param == "memory":
         env["AGENTHUB_DATABASE_URL"] = request.getfixturevalue("sqlite_url")

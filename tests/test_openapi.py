@@ -58,6 +58,8 @@ CHECKS = [
 OVERRIDES: dict[str, Any] = {
     "login_limit_ip": "10000/minute",
     "login_limit_account": "10000/minute",
+    "rate_limit_user": "100000/minute",
+    "rate_limit_ip": "100000/minute",
 }
 # Deleting the account would log the test user out for every later case; tested on its own.
 DELETE_ACCOUNT = ("DELETE", "/v1/user")

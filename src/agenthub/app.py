@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from agenthub import __version__
@@ -14,11 +14,17 @@ from agenthub.auth.router import router as auth_router
 from agenthub.auth.user_router import admin_router
 from agenthub.auth.user_router import router as user_router
 from agenthub.config import Settings
+from agenthub.core.cache import CACHE_HEADER, create_cache
 from agenthub.core.errors import install_error_handlers
 from agenthub.core.logging import configure_logging
 from agenthub.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from agenthub.core.openapi import install_openapi
-from agenthub.core.ratelimit import RateLimiter
+from agenthub.core.ratelimit import (
+    RATE_LIMIT_HEADERS,
+    RateLimiter,
+    RateLimitMiddleware,
+    route_groups,
+)
 from agenthub.core.security import PasswordHasher
 from agenthub.db.engine import Database
 from agenthub.files.router import router as files_router
@@ -29,11 +35,14 @@ from agenthub.jobs.router import admin_router as jobs_admin_router
 from agenthub.jobs.router import router as jobs_router
 from agenthub.jobs.worker import Worker
 from agenthub.jobs.workflows_router import router as workflows_router
+from agenthub.monitoring.health import report
 from agenthub.monitoring.health import router as health_router
 from agenthub.monitoring.metrics import mark_process_dead
 from agenthub.monitoring.monitor import Monitor
+from agenthub.monitoring.reporter import StatusReporter
 from agenthub.monitoring.router import metrics_router
 from agenthub.monitoring.router import router as monitoring_router
+from agenthub.monitoring.status_page import router as status_page_router
 from agenthub.projects.router import router as projects_router
 from agenthub.realtime.broker import broker_publisher, create_broker
 from agenthub.realtime.hub import Hub
@@ -51,6 +60,29 @@ DESCRIPTION = (
     "background jobs and realtime events. Errors are RFC 9457 problem details."
 )
 
+ROUTERS: tuple[APIRouter, ...] = (
+    health_router,
+    metrics_router,
+    monitoring_router,
+    status_page_router,
+    auth_router,
+    user_router,
+    admin_router,
+    projects_router,
+    agents_router,
+    sessions_router,
+    files_router,
+    search_router,
+    jobs_router,
+    jobs_admin_router,
+    workflows_router,
+    runners_router,
+    ideas_router,
+    realtime_router,
+    ws_router,
+    sse_router,
+)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the database engine connects lazily and is disposed at shutdown."""
@@ -58,11 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     settings.signing_key  # noqa: B018 - create the persisted secret before serving
     database = Database(settings)
+    cache = create_cache(settings)
+    database.invalidate = cache.invalidate
     hub = Hub(settings, database, create_broker(settings))
     load_kinds(settings.job_modules)
     runners = Runners(settings)
     worker = Worker(settings, database, hub, runners) if settings.worker_enabled else None
     monitor = Monitor(settings, database, hub.node)
+    limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix)
     hub.on_websocket_open = monitor.websocket_opened
     hub.on_websocket_close = monitor.websocket_closed
 
@@ -72,12 +107,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database.publisher = broker_publisher(hub.broker)
         if worker is not None:
             await worker.start()
+        reporter = StatusReporter(
+            hub, monitor, lambda: report(app.state), settings.status_interval_seconds
+        )
+        reporter.start()
         with signals_close(hub):
             yield
+        await reporter.stop()
         if worker is not None:
             await worker.stop()
         await hub.close()
         await runners.aclose()
+        await limiter.aclose()
+        await cache.close()
         await database.dispose()
         mark_process_dead()
 
@@ -92,8 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.cache = cache
     app.state.hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
-    app.state.limiter = RateLimiter()
+    app.state.limiter = limiter
     app.state.hub = hub
     app.state.runners = runners
     app.state.worker = worker
@@ -104,6 +147,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=upload_body_limits(settings)
     )
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=limiter,
+            ip_limit=settings.rate_limit_ip,
+            user_limit=settings.rate_limit_user,
+            group_limits=settings.rate_limits,
+            groups=route_groups(ROUTERS),
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -111,7 +163,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "X-Process-Time", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-Process-Time",
+                "Retry-After",
+                CACHE_HEADER,
+                *RATE_LIMIT_HEADERS,
+            ],
         )
     app.add_middleware(
         RequestContextMiddleware,
@@ -119,26 +177,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         observe=monitor.observe_request,
     )
 
-    for router in (
-        health_router,
-        metrics_router,
-        monitoring_router,
-        auth_router,
-        user_router,
-        admin_router,
-        projects_router,
-        agents_router,
-        sessions_router,
-        files_router,
-        search_router,
-        jobs_router,
-        jobs_admin_router,
-        workflows_router,
-        runners_router,
-        ideas_router,
-        realtime_router,
-        ws_router,
-        sse_router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
     return app

@@ -1,12 +1,16 @@
-"""The `agenthub` command: serve, worker, migrate, config, user, token."""
+"""The `agenthub` command: serve, worker, migrate, config, user, token, bench."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -23,6 +27,9 @@ from agenthub.core.security import PasswordHasher, encode_access_token
 from agenthub.db import migrate
 from agenthub.db.engine import Database
 from agenthub.jobs.runtime import run_worker
+from agenthub.load import command as load
+from agenthub.load.runner import BenchConfig, BenchError
+from agenthub.monitoring.metrics import MULTIPROCESS_ENV
 
 app = typer.Typer(help="agenthub: backend for AI-assistant and AI-agent applications.")
 user_app = typer.Typer(help="Manage user accounts.")
@@ -61,16 +68,42 @@ def serve(
             "realtime events, so a client only hears changes made through its own process. "
             "Set AGENTHUB_REDIS_URL to share them.[/yellow]"
         )
-    uvicorn.run(
-        "agenthub.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-    )
+    with multiprocess_metrics(workers):
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop, _stopped)
+        uvicorn.run(
+            "agenthub.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_config=None,
+            proxy_headers=True,
+            timeout_graceful_shutdown=30,
+        )
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """uvicorn raises the SIGTERM/SIGINT it stopped on again once its graceful shutdown is
+    over, with the handler that was there before it: the stop went as asked, exit status 0."""
+    raise SystemExit(0)
+
+
+@contextmanager
+def multiprocess_metrics(processes: int) -> Iterator[None]:
+    """With several server processes, give them a private `PROMETHEUS_MULTIPROC_DIR` (set
+    before uvicorn spawns them, removed at exit) so `/metrics` sums all of them. A directory
+    the operator configured is used as it is."""
+    if processes < 2 or os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="agenthub-metrics-")
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @app.command()
@@ -81,9 +114,17 @@ def worker(
     kinds: Annotated[
         str | None, typer.Option(help="Comma-separated kinds to run (default: all)")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve this worker's /metrics [AGENTHUB_WORKER_METRICS_PORT]"
+        ),
+    ] = None,
 ) -> None:
     """Run jobs from the database queue until SIGTERM or SIGINT (then hand unfinished ones
     back after a grace period)."""
+    if metrics_port is not None:
+        os.environ["AGENTHUB_WORKER_METRICS_PORT"] = str(metrics_port)
     settings = _settings()
     if settings.migrate_on_start:
         migrate.upgrade(settings.database_url)
@@ -166,3 +207,55 @@ def user_create(
 def token(email: Annotated[str, typer.Option(help="Email of an existing user")]) -> None:
     """Print an access token for a user (scripted set-up)."""
     typer.echo(asyncio.run(_access_token(_settings(), email)))
+
+
+@app.command()
+def bench(
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Server base URL (default http://127.0.0.1:8000); repeat it to spread the "
+            "users over several servers"
+        ),
+    ] = None,
+    users: Annotated[int, typer.Option(min=1, help="Virtual users")] = 10,
+    duration: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds to run (default 30, none with --requests)"),
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many requests")
+    ] = None,
+    subscribers: Annotated[
+        int | None, typer.Option(min=0, help="WebSocket subscribers (default: one per user)")
+    ] = None,
+    messages_per_session: Annotated[
+        int, typer.Option(min=1, help="Messages a user posts into a session before a new one")
+    ] = 20,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout")
+    ] = False,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Log every user in as this account (default: register one per user)"),
+    ] = None,
+    password: Annotated[str | None, typer.Option(help="Password of --email")] = None,
+) -> None:
+    """Load a running server with virtual users (login, list sessions, create sessions, post
+    messages, page history, get sessions) and WebSocket subscribers receiving the events of
+    those messages; print throughput and latency percentiles per operation. The exit status is
+    1 if a request or event failed, 2 if the run could not start."""
+    try:
+        config = BenchConfig(
+            urls=tuple(url or ["http://127.0.0.1:8000"]),
+            users=users,
+            subscribers=users if subscribers is None else subscribers,
+            duration=30.0 if duration is None and requests is None else duration,
+            requests=requests,
+            messages_per_session=messages_per_session,
+            email=email,
+            password=password,
+        )
+    except BenchError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    raise typer.Exit(load.main(config, as_json=json_output))

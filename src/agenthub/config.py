@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -63,6 +64,14 @@ class Settings(BaseSettings):
     password_memory_kib: int = 65536
     login_limit_ip: str = "30/minute"
     login_limit_account: str = "10/minute"
+    # Every /v1 route group (first path segment after /v1) is limited per user and per client IP,
+    # in moving windows; `rate_limits` overrides the per-user limit of some groups
+    # ("files=120/minute,generate=30/minute").
+    rate_limit_enabled: bool = True
+    rate_limit_user: str = "1200/minute"
+    rate_limit_ip: str = "2400/minute"
+    rate_limits: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    ws_connect_limit: str = "60/minute"  # WebSocket handshakes per client IP
     account_retention_days: int = 30
 
     db_pool_size: int = 10
@@ -79,6 +88,10 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_ALLOWED_FILE_TYPES)
     )
     redis_prefix: str = "agenthub"
+    # Cache of expensive reads (stats routes): in Redis when configured, else in-process.
+    cache_ttl_seconds: float = Field(default=60, ge=0, le=3600)  # a backstop; 0: no caching
+    cache_max_entries: int = Field(default=10_000, ge=1)  # the in-process cache's bound
+    cache_timeout_seconds: float = Field(default=0.25, gt=0)  # Redis connect and socket
     realtime_history_size: int = Field(default=1000, ge=1, le=100_000)
     realtime_history_ttl_seconds: float = Field(default=600, gt=0)
     heartbeat_interval: float = Field(default=30, gt=0)
@@ -91,6 +104,7 @@ class Settings(BaseSettings):
     worker_enabled: bool = True  # the in-process worker of `agenthub serve` (--no-worker)
     worker_concurrency: int = Field(default=4, ge=1, le=1000)
     worker_kinds: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: all
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)  # worker /metrics
     job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     job_poll_seconds: float = Field(default=2.0, gt=0)
     job_grace_seconds: float = Field(default=10.0, ge=0)
@@ -119,6 +133,35 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            group, sep, limit = part.partition("=")
+            if not sep or not group.strip():
+                raise ValueError(f"{part!r} is not group=limit (e.g. files=120/minute)")
+            pairs[group.strip()] = limit.strip()
+        return pairs
+
+    @field_validator(
+        "login_limit_ip",
+        "login_limit_account",
+        "rate_limit_user",
+        "rate_limit_ip",
+        "ws_connect_limit",
+    )
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        return _rate_limit(value)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        return {group: _rate_limit(limit) for group, limit in value.items()}
 
     @property
     def is_sqlite(self) -> bool:
@@ -153,6 +196,17 @@ class Settings(BaseSettings):
             else:
                 out[name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def _rate_limit(value: str) -> str:
+    """A single moving-window limit such as "100/minute" or "10 per 2 seconds"."""
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        raise ValueError(f"{value!r} is not a rate limit such as '100/minute'")
+    return value
 
 
 def _mask_url(url: str) -> str:

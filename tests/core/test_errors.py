@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.exc import DBAPIError
 
 from agenthub.app import create_app
 from agenthub.config import Settings
+from agenthub.core.errors import render_unexpected
 from agenthub.core.ids import new_id
 from agenthub.core.security import encode_access_token
 from conftest import TEST_SECRET, asgi_client, make_settings
@@ -178,6 +180,8 @@ async def test_unexpected_exception_is_a_generic_500_logged_with_request_id(
 
 UNREACHABLE = {
     "postgres-closed-port": "postgresql+asyncpg://postgres@127.0.0.1:1/agenthub_unreachable",
+    # RFC 6761: never resolves, as the name of a database container that is being restarted.
+    "postgres-unresolvable-host": "postgresql+asyncpg://postgres@db.invalid:5432/agenthub",
     "sqlite-missing-directory": "sqlite+aiosqlite:///{tmp}/no/such/directory/agenthub.db",
 }
 
@@ -224,6 +228,32 @@ async def test_database_down_is_503_on_login_and_register(
     response = await down_client.post(path, json=payload)
     assert_problem(response, 503)
     assert "retry-after" in response.headers
+
+
+def test_every_address_refused_is_503() -> None:
+    """asyncio's single OSError for a host whose every address refused, as `localhost` does
+    when PostgreSQL is down on both ::1 and 127.0.0.1."""
+    refused = OSError(
+        "Multiple exceptions: [Errno 111] Connect call failed ('::1', 5432, 0, 0), "
+        "[Errno 111] Connect call failed ('127.0.0.1', 5432)"
+    )
+    response = render_unexpected(refused)
+    assert response.status_code == 503
+    assert json.loads(bytes(response.body))["type"].endswith("/database-unavailable")
+
+
+def test_a_connection_the_pool_discarded_is_503() -> None:
+    """A statement on a connection left mid-operation by a cut-off query (asyncpg's
+    `InternalClientError`), which the engine reports as a disconnect."""
+    stuck = DBAPIError(
+        "SELECT 1",
+        None,
+        RuntimeError("cannot switch to state 12; another operation (2) is in progress"),
+        connection_invalidated=True,
+    )
+    response = render_unexpected(stuck)
+    assert response.status_code == 503
+    assert json.loads(bytes(response.body))["type"].endswith("/database-unavailable")
 
 
 async def test_database_down_fails_readiness_but_not_liveness(

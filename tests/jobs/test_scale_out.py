@@ -12,7 +12,7 @@ import pytest
 from conftest import Deployment
 from jobs.worker_support import workers
 from jobs_support import channel_events, create_job, wait_job
-from realtime_support import sign_up, sse_stream
+from realtime_support import eventually, sign_up, sse_stream
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,12 +33,21 @@ async def test_api_node_without_worker_and_a_worker_process(deployment: Deployme
             await asyncio.sleep(1.0)
             parked = await api.get(f"/v1/jobs/{job['id']}", headers=account.headers)
             assert parked.json()["status"] == "queued", "the API node ran a job"
+            stats = [await api.get("/v1/jobs/stats", headers=account.headers) for _ in "12"]
+            assert [r.headers["X-Cache"] for r in stats] == ["miss", "hit"]
 
             worker = group.start("--concurrency", "2")
             done = await wait_job(api, account, job["id"])
             assert done["status"] == "completed"
             assert done["result"]["text"] == "scaled out"
             assert f":{worker.proc.pid}:" in done["worker_id"]
+
+            async def completed_stats() -> httpx.Response | None:
+                response = await api.get("/v1/jobs/stats", headers=account.headers)
+                return response if response.json()["by_status"] == {"completed": 1} else None
+
+            # The worker process's writes invalidated the API node's cached stats (in Redis).
+            assert (await eventually(completed_stats)).headers["X-Cache"] == "miss"
             events = await channel_events(api, account, f"job:{job['id']}")
             assert [e["event"] for e in events if e["event"] != "message.delta"] == [
                 "job.queued",

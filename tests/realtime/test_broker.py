@@ -8,23 +8,19 @@ Brokers are "nodes": Redis ones share the prefix, as processes of one deployment
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import shutil
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from agenthub.config import Settings
 from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History
 from agenthub.realtime.memory import MemoryBroker
 from agenthub.realtime.redis import RedisBroker
+from private_servers import PrivateRedis, redis_server
 from realtime_support import drop_prefix, redis_url, require_redis
 
 BACKENDS = ("memory", "redis")
@@ -255,62 +251,10 @@ async def test_ten_thousand_members_in_one_call(make_node: NodeFactory) -> None:
 # -- Redis outages, on a private server (the shared one is never stopped) ---------------------
 
 
-class PrivateRedis:
-    """A `redis-server` on a spare port that a test may stop and start again."""
-
-    password = "s3cret-pw"
-
-    def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
-        self.directory = directory
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            "redis-server",
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "no", "--requirepass", self.password),
-            *("--dir", str(self.directory)),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        try:
-            async with asyncio.timeout(10):
-                while True:
-                    try:
-                        await client.ping()
-                        return
-                    except (RedisError, OSError):
-                        await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
-        self.process = None
-
-
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required in CI")
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    await server.start()
-    try:
+    async with redis_server(tmp_path) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 async def test_redis_outage_raises_then_reader_reconnects(private_redis: PrivateRedis) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Path, Query, UploadFile, status
+from fastapi import APIRouter, File, Path, Query, Response, UploadFile, status
 
 from agenthub.agents import service
 from agenthub.agents.config import MAX_CONFIG_BYTES
@@ -21,6 +21,7 @@ from agenthub.agents.schemas import (
     Runner,
 )
 from agenthub.auth.deps import CurrentUser
+from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import (
@@ -146,9 +147,14 @@ async def upload_config(
 
 
 @router.get("/{agent_id}/metrics", response_model=AgentMetrics, responses=problem_responses(404))
-async def agent_metrics(agent_id: AgentId, user: CurrentUser, db: DbSession) -> AgentMetrics:
-    """Runs, failures, tokens and run latency percentiles (null until the agent has run)."""
-    return await service.agent_metrics(db, user.id, agent_id)
+async def agent_metrics(
+    agent_id: AgentId, user: CurrentUser, db: DbSession, cache: AppCache
+) -> Response:
+    """Runs, failures, tokens and run latency percentiles (null until the agent has run).
+    Cached until your next change (`X-Cache: hit|miss`)."""
+    return await cache.respond(
+        user.id, f"agents.metrics:{agent_id}", lambda: service.agent_metrics(db, user.id, agent_id)
+    )
 
 
 @router.get("/{agent_id}/logs", response_model=Page[LogLine], responses=problem_responses(404, 422))

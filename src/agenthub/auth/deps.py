@@ -12,7 +12,7 @@ from agenthub.auth.models import User
 from agenthub.auth.service import ClientInfo
 from agenthub.config import Settings
 from agenthub.core.errors import Forbidden, Unauthorized
-from agenthub.core.ratelimit import RateLimiter
+from agenthub.core.ratelimit import RateLimiter, consume_user_limit
 from agenthub.core.security import (
     PasswordHasher,
     TokenError,
@@ -114,7 +114,14 @@ async def current_user(
         )
     if user is None:
         raise Unauthorized(_INVALID, headers={"WWW-Authenticate": "Bearer"})
+    return await identified(request, user)
+
+
+async def identified(request: Request, user: User) -> User:
+    """Note the caller for the request's log line and count the call against their rate limit
+    (429 once it is spent)."""
     request.state.user_id = user.id
+    await consume_user_limit(request.scope, user.id)
     return user
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
@@ -205,11 +206,24 @@ def _has_sqlstate(exc: BaseException, prefixes: tuple[str, ...]) -> bool:
     )
 
 
+def _is_unreachable(exc: BaseException) -> bool:
+    """The database host cannot be reached: its name does not resolve (a container being
+    restarted), or every address it resolves to refused (asyncio then raises one plain
+    OSError for all of them, e.g. for `localhost` on ::1 and 127.0.0.1)."""
+    if isinstance(exc, socket.gaierror):
+        return True
+    return type(exc) is OSError and str(exc).startswith("Multiple exceptions: ")
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     if _has_sqlstate(exc, _UNAVAILABLE_SQLSTATES):
         return True
     for seen in _chain(exc):
         if isinstance(seen, OperationalError | InterfaceError | ConnectionError | TimeoutError):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if _is_unreachable(seen):
             return True
         name = type(seen).__name__
         if "Connection" in name or "CannotConnect" in name or "ShutdownError" in name:

@@ -19,7 +19,8 @@ _PROBLEM_RESPONSE = {
 def install_openapi(app: FastAPI) -> None:
     """Replace FastAPI's default 422 schema by problem details and add a `default` problem.
 
-    Operations with a request body also document 400 (malformed) and 413 (too large).
+    Operations with a request body also document 400 (malformed) and 413 (too large), and
+    every rate-limited operation (under /v1, health aside) 429.
     """
 
     def openapi() -> dict[str, Any]:
@@ -36,9 +37,11 @@ def install_openapi(app: FastAPI) -> None:
         )
         components["Problem"].pop("$defs", None)
         components["FieldError"] = FieldError.model_json_schema()
-        for path in schema.get("paths", {}).values():
+        for url, path in schema.get("paths", {}).items():
             for operation in path.values():
                 responses = operation.setdefault("responses", {})
+                if url.startswith("/v1/") and not url.startswith("/v1/health"):
+                    responses.setdefault("429", {"description": "Rate limited; see Retry-After"})
                 if "requestBody" in operation:
                     # Every body can be malformed or over the size limit.
                     responses.setdefault("400", {"description": "Malformed request body"})

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,11 +18,13 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from agenthub.config import Settings
+from agenthub.core.cache import take_touched
 from agenthub.core.errors import AgentHubError
 from agenthub.core.events import Publisher, log_publisher, take_pending
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 T = TypeVar("T")
+Invalidator = Callable[[set[str]], Awaitable[None]]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
@@ -40,7 +43,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -48,6 +51,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_timeout_seconds,
         connect_args={"timeout": settings.db_timeout_seconds},
     )
+    event.listen(engine.sync_engine, "handle_error", _discard_stuck_connection)
+    return engine
+
+
+def _discard_stuck_connection(context: ExceptionContext) -> None:
+    """A connection whose query was cut off (the server went away mid-statement) can come
+    back from the pool still "in operation"; asyncpg then refuses every statement on it with
+    `InternalClientError`. Treat that as a disconnect: the pool drops the connection and the
+    request gets a 503 instead of a 500."""
+    if type(context.original_exception).__name__ == "InternalClientError":
+        context.is_disconnect = True
 
 
 class Database:
@@ -57,6 +71,7 @@ class Database:
         self.engine = create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.publisher: Publisher = log_publisher
+        self.invalidate: Invalidator = _no_cache
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -64,7 +79,8 @@ class Database:
 
         An `AgentHubError` with `keep_writes` (failed login, refresh-token reuse) still commits
         what the request recorded before it failed. Domain events recorded with
-        `core.events.emit` are published once the commit succeeded.
+        `core.events.emit` are published once the commit succeeded, after the cached reads of
+        the users it wrote for (`core.cache`) were invalidated.
         """
         async with self.sessions() as session:
             try:
@@ -74,6 +90,8 @@ class Database:
                     await session.commit()
                 raise
             await session.commit()
+            if owners := take_touched(session):
+                await self.invalidate(owners)
             if events := take_pending(session):
                 await self.publisher(events)
 
@@ -95,3 +113,7 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _no_cache(_: set[str]) -> None:
+    """The invalidator until a cache is wired (command-line tools cache nothing)."""

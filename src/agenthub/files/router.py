@@ -12,6 +12,7 @@ from starlette.requests import ClientDisconnect
 
 from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.config import Settings
+from agenthub.core.cache import AppCache
 from agenthub.core.errors import BadRequest, NotFound, UnsupportedMediaType, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, page_params
@@ -143,9 +144,10 @@ async def list_files(
 
 
 @router.get("/stats", response_model=FileStats)
-async def file_stats(user: CurrentUser, db: DbSession) -> FileStats:
-    """Count and bytes of the caller's files, in total, by purpose and by content type."""
-    return await service.file_stats(db, user.id)
+async def file_stats(user: CurrentUser, db: DbSession, cache: AppCache) -> Response:
+    """Count and bytes of the caller's files, in total, by purpose and by content type.
+    Cached until your next change (`X-Cache: hit|miss`)."""
+    return await cache.respond(user.id, "files.stats", lambda: service.file_stats(db, user.id))
 
 
 @router.get("/{file_id}", response_model=FileOut, responses=problem_responses(404, 422))

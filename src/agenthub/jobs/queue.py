@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agenthub.core.cache import touch
 from agenthub.core.events import emit
 from agenthub.db.base import utcnow
 from agenthub.jobs.models import Job, JobDependency
@@ -59,8 +60,11 @@ def _returning(stmt: Any) -> Any:
 
 
 async def _rows(db: AsyncSession, stmt: Any) -> list[Job]:
+    """The jobs a guarded UPDATE changed; their owners' cached stats are stale."""
     result = await db.scalars(_returning(stmt), execution_options={"populate_existing": True})
-    return list(result.all())
+    jobs = list(result.all())
+    touch(db, *(job.user_id for job in jobs))
+    return jobs
 
 
 async def claim(

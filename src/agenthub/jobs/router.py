@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from agenthub.auth.deps import AdminUser, AppSettings, CurrentUser
+from agenthub.core.cache import ALL_USERS, AppCache
 from agenthub.core.errors import AgentHubError, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import CursorPaging, Page
@@ -97,10 +98,13 @@ async def list_jobs(
 
 
 @router.get("/stats", response_model=JobStats)
-async def stats(user: CurrentUser, db: DbSession) -> JobStats:
+async def stats(user: CurrentUser, db: DbSession, cache: AppCache) -> Response:
     """Counts by status and kind, throughput, and run and wait time percentiles of the
-    caller's jobs (of all jobs for administrators)."""
-    return await job_stats(db, None if user.is_admin else user.id)
+    caller's jobs (of all jobs for administrators). Cached until a job of yours (any job, for
+    administrators) changes (`X-Cache: hit|miss`), so the last-minute and last-hour counts
+    may lag by up to AGENTHUB_CACHE_TTL_SECONDS."""
+    owner = None if user.is_admin else user.id
+    return await cache.respond(owner or ALL_USERS, "jobs.stats", lambda: job_stats(db, owner))
 
 
 @router.get("/queue", response_model=QueueInfo)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agenthub.core.cache import touch, touch_everyone
 from agenthub.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
@@ -173,6 +174,7 @@ async def cancel(db: AsyncSession, job: Job) -> Job:
     )
     await db.execute(stmt)
     await db.refresh(job)
+    touch(db, job.user_id)
     queue.announce(db, job, "job.canceled")
     if was_running:
         queue.interrupt(db, job.id)
@@ -225,6 +227,7 @@ async def delete_job(db: AsyncSession, user_id: str, job_id: str) -> None:
     if job.status not in FINAL_STATUSES:
         raise Conflict(f"Job {job.id!r} is {job.status}; cancel it before deleting it.")
     await db.execute(delete(Job).where(Job.id == job.id))
+    touch(db, job.user_id)
 
 
 async def purge_finished(
@@ -236,4 +239,7 @@ async def purge_finished(
     await db.execute(
         delete(Workflow).where(~select(Job.id).where(Job.workflow_id == Workflow.id).exists())
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    deleted = int(result.rowcount)  # type: ignore[attr-defined]
+    if deleted:
+        touch_everyone(db)
+    return deleted

@@ -1,5 +1,6 @@
 """Probes: liveness (the process answers), readiness (database reachable and migrated) and
-the component report (database, broker, runners, workers), each with its latency."""
+the component report (database, broker, runners, workers, rate limits, cache), each with its
+latency."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from starlette.datastructures import State
 from starlette.responses import JSONResponse
 
+from agenthub.core.cache import Cache, CacheUnavailable
 from agenthub.core.errors import problem_response, problem_responses
+from agenthub.core.ratelimit import RateLimiter
 from agenthub.db.engine import Database
 from agenthub.db.migrate import current_revision, head_revision
 from agenthub.db.session import get_database
@@ -44,6 +48,7 @@ class Ready(BaseModel):
 class Health(BaseModel):
     status: Status
     components: dict[str, ComponentCheck]
+    uptime_seconds: float  # this process's
 
 
 @router.get("/live", response_model=Live)
@@ -115,6 +120,29 @@ async def check_workers(monitor: Monitor, hub: Hub) -> ComponentCheck:
     return ComponentCheck(status="ok", latency_ms=_ms(started), detail=f"{len(workers)} live")
 
 
+async def check_rate_limits(limiter: RateLimiter) -> ComponentCheck:
+    """Where the rate-limit counters are. Redis down is `degraded`: each node counts in
+    process (limits per node, not per deployment) until Redis answers again."""
+    started = time.perf_counter()
+    state = await limiter.status()
+    if state.degraded:
+        detail = f"{state.backend} unavailable ({state.error}); counting in process"
+        return ComponentCheck(status="degraded", latency_ms=_ms(started), detail=detail)
+    return ComponentCheck(status="ok", latency_ms=_ms(started), detail=state.backend)
+
+
+async def check_cache(cache: Cache) -> ComponentCheck:
+    """The stats cache (`memory` or `redis`). Redis down is `degraded`: cached reads are
+    computed from the database until it answers again."""
+    started = time.perf_counter()
+    try:
+        await cache.ping()
+    except CacheUnavailable as exc:
+        detail = f"{cache.name}: {exc}"
+        return ComponentCheck(status="degraded", latency_ms=_ms(started), detail=detail)
+    return ComponentCheck(status="ok", latency_ms=_ms(started), detail=cache.name)
+
+
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
@@ -133,16 +161,30 @@ async def ready(request: Request) -> Ready | JSONResponse:
 async def health(request: Request) -> Health:
     """Each component with its status and latency. Overall `down` when the database is,
     `degraded` when anything else is."""
-    state = request.app.state
-    database, broker, runners, workers = await asyncio.gather(
+    return await report(request.app.state)
+
+
+async def report(state: State) -> Health:
+    """The health of every component (the route's answer, also sent to the status page)."""
+    database, broker, runners, workers, rate_limits, cache = await asyncio.gather(
         check_database(state.database),
         check_broker(state.hub),
         check_runners(state.runners),
         check_workers(state.monitor, state.hub),
+        check_rate_limits(state.limiter),
+        check_cache(state.cache),
     )
-    components = {"database": database, "broker": broker, "runners": runners, "workers": workers}
+    components = {
+        "database": database,
+        "broker": broker,
+        "runners": runners,
+        "workers": workers,
+        "rate_limits": rate_limits,
+        "cache": cache,
+    }
     statuses = {c.status for c in components.values()}
     overall: Status = (
         "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
     )
-    return Health(status=overall, components=components)
+    uptime = round(time.monotonic() - state.monitor.started, 3)
+    return Health(status=overall, components=components, uptime_seconds=uptime)

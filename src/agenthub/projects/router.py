@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from agenthub.auth.deps import CurrentUser
+from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import CursorPaging, Page, SortQuery
@@ -73,9 +74,12 @@ async def list_projects(
 
 
 @router.get("/stats", response_model=ProjectStats)
-async def project_stats(user: CurrentUser, db: DbSession) -> ProjectStats:
-    """Projects by status and, per project, agents, live sessions and tokens used."""
-    return await service.project_stats(db, user.id)
+async def project_stats(user: CurrentUser, db: DbSession, cache: AppCache) -> Response:
+    """Projects by status and, per project, agents, live sessions and tokens used. Cached
+    until your next change (`X-Cache: hit|miss`)."""
+    return await cache.respond(
+        user.id, "projects.stats", lambda: service.project_stats(db, user.id)
+    )
 
 
 @router.get("/{project_id}", response_model=ProjectOut, responses=problem_responses(404))

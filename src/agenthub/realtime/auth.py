@@ -17,6 +17,7 @@ from agenthub.auth.deps import (
     BearerCredentials,
     CookieCredentials,
     current_user,
+    identified,
     user_from_token,
 )
 from agenthub.auth.models import User
@@ -82,8 +83,7 @@ async def stream_user(
     user = await user_from_token(db, settings, token)
     if user is None:
         raise Unauthorized("The credentials are invalid, expired or revoked.")
-    request.state.user_id = user.id
-    return user
+    return await identified(request, user)
 
 
 StreamUser = Annotated[User, Depends(stream_user)]

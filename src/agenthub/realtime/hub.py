@@ -62,6 +62,10 @@ class Hub:
     def channel_count(self) -> int:
         return len(self._channels)
 
+    def has_subscribers(self, channel: str) -> bool:
+        """Whether a connection of this node is subscribed to `channel`."""
+        return bool(self._channels.get(channel))
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -275,14 +279,19 @@ class Hub:
             for subscription in subscribers:
                 if subscription.pending is None:
                     subscription.pending = []
-                    self.catch_up(subscription)
+                    self.catch_up(subscription, after_outage=True)
 
-    def catch_up(self, subscription: Subscription) -> None:
-        self.spawn(self._catch_up(subscription))
+    def catch_up(self, subscription: Subscription, *, after_outage: bool = False) -> None:
+        self.spawn(self._catch_up(subscription, after_outage))
 
-    async def _catch_up(self, subscription: Subscription) -> None:
+    async def _catch_up(self, subscription: Subscription, after_outage: bool = False) -> None:
         """Fill a gap in live delivery from history; if the gap is beyond history, tell the
-        client with an unsolicited `subscribed` frame whose `recovered` is false."""
+        client with an unsolicited `subscribed` frame whose `recovered` is false.
+
+        A log that started over (new epoch) while the subscription was live lost nothing
+        when it expired idle, so it is replayed from its start. After a broker outage a new
+        epoch means the broker lost its logs, and publishes during the outage are gone: that
+        is not recovered."""
         while True:
             try:
                 history = await self.broker.history(subscription.channel)
@@ -294,7 +303,7 @@ class Hub:
         if not subscription.active:
             return
         recovered, missed = history.since(subscription.offset, subscription.epoch)
-        if not recovered and history.epoch != subscription.epoch:
+        if not recovered and history.epoch != subscription.epoch and not after_outage:
             recovered, missed = history.since(0, None)
         connection = subscription.connection
         if recovered:

@@ -11,6 +11,9 @@ from fastapi import APIRouter, WebSocket
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect
 
+from agenthub.config import Settings
+from agenthub.core.ratelimit import RateLimiter
+from agenthub.monitoring.metrics import RATE_LIMITED
 from agenthub.realtime import frames
 from agenthub.realtime.auth import authenticate
 from agenthub.realtime.broker import Event, dumps
@@ -27,6 +30,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     if not hub.accepting:
         await websocket.close(CloseCode.GOING_AWAY, "server shutting down")
+        return
+    if not await _connect_allowed(websocket, hub.settings):
+        await websocket.close(CloseCode.FLOOD, "too many connections; retry later")
         return
     try:
         principal = await authenticate(websocket, hub.settings, hub.database)
@@ -72,6 +78,18 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 websocket.close(connection.close_code, connection.close_reason),
                 hub.settings.ws_close_timeout_seconds,
             )
+
+
+async def _connect_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    """Within `ws_connect_limit` handshakes per client IP (always, with limits disabled)."""
+    if not settings.rate_limit_enabled:
+        return True
+    limiter: RateLimiter = websocket.app.state.limiter
+    ip = websocket.client.host if websocket.client else "unknown"
+    quota = await limiter.acquire(settings.ws_connect_limit, "ws-connect", ip)
+    if not quota.allowed:
+        RATE_LIMITED.labels("ws").inc()
+    return quota.allowed
 
 
 async def _send(connection: Connection, websocket: WebSocket) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from agenthub.auth.deps import CurrentUser
+from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, page_params
@@ -113,9 +114,10 @@ async def list_sessions(
 
 
 @router.get("/stats", response_model=SessionStats)
-async def session_stats(user: CurrentUser, db: DbSession) -> SessionStats:
-    """Per agent type and in total: sessions (not deleted), messages and tokens."""
-    return await service.stats(db, user.id)
+async def session_stats(user: CurrentUser, db: DbSession, cache: AppCache) -> Response:
+    """Per agent type and in total: sessions (not deleted), messages and tokens. Cached
+    until your next change (`X-Cache: hit|miss`)."""
+    return await cache.respond(user.id, "sessions.stats", lambda: service.stats(db, user.id))
 
 
 @router.get("/{session_id}", response_model=SessionDetail, responses=problem_responses(404, 422))

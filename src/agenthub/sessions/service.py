@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.models import Agent
 from agenthub.auth.models import User
+from agenthub.core.cache import touch_everyone
 from agenthub.core.errors import Conflict, FieldError, ValidationFailed
 from agenthub.core.events import emit, user_channel
 from agenthub.core.ownership import check_owned_reference, owned_by
@@ -209,7 +210,10 @@ async def purge_deleted_sessions(db: AsyncSession, cutoff: datetime, limit: int)
         select(ChatSession.id).where(ChatSession.deleted_at < cutoff).limit(limit).scalar_subquery()
     )
     result = await db.execute(delete(ChatSession).where(ChatSession.id.in_(expired)))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    deleted = int(result.rowcount)  # type: ignore[attr-defined]
+    if deleted:
+        touch_everyone(db)  # their tokens still count in their agents' metrics
+    return deleted
 
 
 def _row(sessions: int, active: int, messages: int, prompt: int, completion: int) -> dict[str, int]:
