@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 lint: install
 	$(PY) -m ruff check src tests bench

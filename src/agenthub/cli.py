@@ -65,8 +65,10 @@ def serve(
     if workers > 1 and not settings.redis_url:
         console.print(
             "[yellow]--workers > 1 without AGENTHUB_REDIS_URL: each process keeps its own "
-            "realtime events, so a client only hears changes made through its own process. "
-            "Set AGENTHUB_REDIS_URL to share them.[/yellow]"
+            "realtime events, rate-limit counters and stats cache, so a client only hears "
+            "changes made through its own process and cached stats may lag other processes' "
+            "writes by up to AGENTHUB_CACHE_TTL_SECONDS. Set AGENTHUB_REDIS_URL to share "
+            "them.[/yellow]"
         )
     with multiprocess_metrics(workers):
         for stop in (signal.SIGTERM, signal.SIGINT):

@@ -29,12 +29,23 @@ from support import PASSWORD
 pytestmark = pytest.mark.slow
 
 HEARTBEAT = 0.5  # seconds: the server closes a connection silent for two of them
+FRAMES_PER_SECOND = 5  # a strict node's: a flood is one however slowly the server reads
 WAIT = 10.0
 
 
 @pytest.fixture(scope="module")
 def server(deployment: Deployment) -> Iterator[Server]:
     with deployment.node(AGENTHUB_HEARTBEAT_INTERVAL=str(HEARTBEAT)) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def strict(deployment: Deployment) -> Iterator[Server]:
+    """A node with a low frame budget."""
+    with deployment.node(
+        AGENTHUB_HEARTBEAT_INTERVAL=str(HEARTBEAT),
+        AGENTHUB_WS_FRAMES_PER_SECOND=str(FRAMES_PER_SECOND),
+    ) as node:
         yield node
 
 
@@ -197,18 +208,20 @@ async def test_drop_reconnects_and_resumes_without_gaps_or_duplicates(
     assert rt.reconnects == 3 and rt.connection_id != first and rt.last_close_code == 1006
 
 
-async def test_server_close_4429_reconnects_and_resumes(rt: RealtimeClient, server: Server) -> None:
+async def test_server_close_4429_reconnects_and_resumes(strict: Server) -> None:
     room = room_name()
-    sub = Stream(await rt.subscribe(room))
-    await rt.publish(room, {"i": 0})
-    results = await asyncio.gather(*(rt.ping() for _ in range(150)), return_exceptions=True)
-    assert any(isinstance(r, ConnectionLost) for r in results), results  # flood: closed
-    async with await signed_in(server.http) as other, other.realtime() as publisher:
-        await publish(publisher, room, range(1, 4))
-        await reconnected(rt, 0)
-        assert rt.last_close_code == 4429
-        await publish(publisher, room, range(4, 6))
-    assert payloads(await sub.messages(6)) == list(range(6))
+    async with await signed_in(strict.http) as api, api.realtime(backoff_cap=0.5) as rt:
+        sub = Stream(await rt.subscribe(room))
+        await rt.publish(room, {"i": 0})
+        # Far over twice the frame budget in a second, however slowly the server reads them.
+        results = await asyncio.gather(*(rt.ping() for _ in range(60)), return_exceptions=True)
+        assert any(isinstance(r, ConnectionLost) for r in results), results  # flood: closed
+        async with await signed_in(strict.http) as other, other.realtime() as publisher:
+            await publish(publisher, room, range(1, 4))
+            await reconnected(rt, 0)
+            assert rt.last_close_code == 4429
+            await publish(publisher, room, range(4, 6))
+        assert payloads(await sub.messages(6)) == list(range(6))
 
 
 async def test_server_restart_1001_resumes_or_reports_recovery_failed(
