@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -45,6 +44,7 @@ from common import (
     percentile,
     postgres_database,
     register_user,
+    run_main,
     server_env,
     uvicorn_server,
     versions_line,
@@ -233,8 +233,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the `finally` blocks have stopped the server, dropped the db
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

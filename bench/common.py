@@ -19,11 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 
@@ -312,6 +313,16 @@ def versions_line(title: str) -> str:
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     # Unwinds the `finally` blocks: servers stopped, database dropped.
     raise SystemExit(128 + signum)
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """`sys.exit(main())`; Ctrl-C exits 130 once the `finally` blocks have stopped the servers
+    and dropped the databases."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def exit_on_sigterm() -> None:

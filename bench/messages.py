@@ -52,6 +52,7 @@ from common import (
     pg_dsn,
     postgres_database,
     register_user,
+    run_main,
     run_wrk,
     server_env,
     uvicorn_server,
@@ -709,8 +710,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the `finally` blocks have stopped the server, dropped the db
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

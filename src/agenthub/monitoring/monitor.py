@@ -124,18 +124,12 @@ class Monitor:
     @staticmethod
     async def workers(broker: Broker) -> list[JsonDict]:
         """Live workers (their heartbeats), or none when the broker is away."""
-        try:
-            return await broker.members(WORKERS_KEY)
-        except BrokerUnavailable:
-            return []
+        return await _members(broker, WORKERS_KEY)
 
     @staticmethod
     async def connections(broker: Broker) -> list[JsonDict]:
         """Realtime connections of every node, or none when the broker is away."""
-        try:
-            return await broker.members(CONNECTIONS_KEY)
-        except BrokerUnavailable:
-            return []
+        return await _members(broker, CONNECTIONS_KEY)
 
     # -- sampling ------------------------------------------------------------------------
 
@@ -182,6 +176,13 @@ class Monitor:
             process_rss_bytes=self._process.memory_info().rss,
             process_cpu_percent=self._process.cpu_percent(),
         )
+
+
+async def _members(broker: Broker, key: str) -> list[JsonDict]:
+    try:
+        return await broker.members(key)
+    except BrokerUnavailable:
+        return []
 
 
 async def _queue(db: AsyncSession) -> Queue:
