@@ -17,6 +17,7 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from agenthub.auth.models import RefreshToken
@@ -748,10 +749,13 @@ async def test_cookie_logout_clears_cookies_and_revokes(
 
 
 def assert_rate_limited(response: httpx.Response) -> None:
+    """A 429 with `Retry-After`, whose `RateLimit-*` headers name the spent limit."""
     assert_problem(response, 429)
     retry_after = response.headers["Retry-After"]
     assert retry_after.isdigit(), retry_after
     assert 1 <= int(retry_after) <= 60
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert int(response.headers["RateLimit-Reset"]) <= 60
 
 
 async def test_login_is_limited_per_account(database_url: str, tmp_path: Path) -> None:
@@ -768,7 +772,9 @@ async def test_login_is_limited_per_account(database_url: str, tmp_path: Path) -
         for _ in range(3):
             assert_problem(await login(c, victim, "wrong password"), 401)
         # Locked for this account, even with the right password and from another address.
-        assert_rate_limited(await login(c, victim))
+        locked = await login(c, victim)
+        assert_rate_limited(locked)
+        assert locked.headers["RateLimit-Policy"] == "3;w=60"
         assert_rate_limited(await login(elsewhere, victim.upper()))
         # Another account from the same address is not affected.
         assert (await login(c, bystander)).status_code == 200
@@ -815,8 +821,20 @@ async def test_registration_is_limited_per_ip(database_url: str, tmp_path: Path)
     ):
         for _ in range(3):
             assert (await register(c, new_email())).status_code == 201
+        refused_before = await _refusals(c)
         assert_rate_limited(await register(c, new_email()))
+        assert await _refusals(c) == refused_before + 1  # counted in rate_limited_total
         assert (await register(elsewhere, new_email())).status_code == 201
+
+
+async def _refusals(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "rate_limited_total" and sample.labels == {"group": "auth"}
+    )
 
 
 async def test_default_account_limit_is_ten_failures(

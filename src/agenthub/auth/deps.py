@@ -12,7 +12,12 @@ from agenthub.auth.models import User
 from agenthub.auth.service import ClientInfo
 from agenthub.config import Settings
 from agenthub.core.errors import Forbidden, Unauthorized
-from agenthub.core.ratelimit import RateLimiter, consume_user_limit
+from agenthub.core.ratelimit import (
+    RateLimiter,
+    RequestLimits,
+    consume_user_limit,
+    request_limits,
+)
 from agenthub.core.security import (
     PasswordHasher,
     TokenError,
@@ -50,9 +55,10 @@ async def get_hasher(request: Request) -> PasswordHasher:
     return hasher
 
 
-async def get_limiter(request: Request) -> RateLimiter:
+async def get_request_limits(request: Request) -> RequestLimits:
+    """This request's rate limits, for routes that count their own (registration, login)."""
     limiter: RateLimiter = request.app.state.limiter
-    return limiter
+    return request_limits(request.scope, limiter)
 
 
 async def client_info(request: Request) -> ClientInfo:
@@ -64,7 +70,7 @@ async def client_info(request: Request) -> ClientInfo:
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Hasher = Annotated[PasswordHasher, Depends(get_hasher)]
-Limiter = Annotated[RateLimiter, Depends(get_limiter)]
+Limits = Annotated[RequestLimits, Depends(get_request_limits)]
 Client = Annotated[ClientInfo, Depends(client_info)]
 
 _INVALID = "The credentials are invalid, expired or revoked."

@@ -15,7 +15,7 @@ from agenthub.auth.deps import (
     AppSettings,
     Client,
     Hasher,
-    Limiter,
+    Limits,
     check_csrf,
 )
 from agenthub.auth.models import User
@@ -50,13 +50,13 @@ async def register(
     request: Request,
     db: DbSession,
     hasher: Hasher,
-    limiter: Limiter,
+    limits: Limits,
     settings: AppSettings,
     client: Client,
     idempotency: IdempotencyDep,
 ) -> UserOut:
     """Create an account."""
-    await limiter.consume(settings.login_limit_ip, "register-ip", client.ip or "unknown")
+    await limits.consume(settings.login_limit_ip, "register-ip", client.ip or "unknown")
 
     async def create() -> UserOut:
         user = await service.create_user(
@@ -112,17 +112,17 @@ async def login(
     response: Response,
     db: DbSession,
     hasher: Hasher,
-    limiter: Limiter,
+    limits: Limits,
     settings: AppSettings,
     client: Client,
 ) -> TokenPair | CookieSession:
     """Exchange email and password for tokens, or for httpOnly cookies with `cookie: true`."""
     email = body.email.lower()
-    await limiter.consume(settings.login_limit_ip, "login-ip", client.ip or "unknown")
-    await limiter.check(settings.login_limit_account, "login-account", email)
+    await limits.consume(settings.login_limit_ip, "login-ip", client.ip or "unknown")
+    await limits.check(settings.login_limit_account, "login-account", email)
     user, ok = await service.authenticate(db, hasher, email, body.password)
     if user is None or not ok:
-        await limiter.hit(settings.login_limit_account, "login-account", email)
+        await limits.hit(settings.login_limit_account, "login-account", email)
         service.audit(db, "auth.login_failed", user_id=user.id if user else None, client=client)
         raise Unauthorized("Incorrect email or password.", keep_writes=True)
     service.audit(db, "auth.login", user_id=user.id, client=client, cookie=body.cookie)

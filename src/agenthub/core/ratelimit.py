@@ -197,27 +197,27 @@ class RateLimiter:
             allowed=allowed,
         )
 
-    async def _refuse(self, item: RateLimitItem, keys: tuple[str, ...]) -> None:
-        stats = await self._run(lambda strategy: strategy.get_window_stats(item, *keys))
-        raise RateLimited(
-            math.ceil(stats.reset_time - time.time()), "Too many attempts; retry later."
-        )
-
-    async def check(self, limit: str, *keys: str) -> None:
-        """429 if the window for `keys` is already full; records nothing."""
+    async def peek(self, limit: str, *keys: str) -> Quota:
+        """The window as it stands, recording nothing (`allowed`: one more hit would be)."""
         item = self._item(limit)
-        if not await self._run(lambda strategy: strategy.test(item, *keys)):
-            await self._refuse(item, keys)
+
+        async def look(strategy: MovingWindowRateLimiter) -> tuple[bool, float, int]:
+            stats = await strategy.get_window_stats(item, *keys)
+            return stats.remaining > 0, stats.reset_time, stats.remaining
+
+        allowed, reset_time, remaining = await self._run(look)
+        return Quota(
+            amount=item.amount,
+            window=item.get_expiry(),
+            remaining=max(0, remaining),
+            reset=max(0, math.ceil(reset_time - time.time())),
+            allowed=allowed,
+        )
 
     async def hit(self, limit: str, *keys: str) -> bool:
         """Record one hit; False when the window was already full."""
         item = self._item(limit)
         return await self._run(lambda strategy: strategy.hit(item, *keys))
-
-    async def consume(self, limit: str, *keys: str) -> None:
-        """Record one hit; 429 when the window was already full."""
-        if not await self.hit(limit, *keys):
-            await self._refuse(self._item(limit), keys)
 
 
 def _refusal(group: str, quota: Quota) -> RateLimited:
@@ -237,7 +237,19 @@ class RequestLimits:
         self._user_counted = False
 
     async def consume(self, limit: str, *keys: str) -> None:
-        quota = await self.limiter.acquire(limit, *keys, self.group)
+        """Count one hit under `limit`; 429 when it is spent. Its quota joins the headers."""
+        self._apply(await self.limiter.acquire(limit, *keys, self.group))
+
+    async def check(self, limit: str, *keys: str) -> None:
+        """429 when `limit` is already spent, counting nothing (hits are counted with
+        `limiter.hit` when they happen, e.g. a failed login)."""
+        self._apply(await self.limiter.peek(limit, *keys, self.group))
+
+    async def hit(self, limit: str, *keys: str) -> None:
+        """Count one hit under `limit` without refusing this request (see `check`)."""
+        await self.limiter.hit(limit, *keys, self.group)
+
+    def _apply(self, quota: Quota) -> None:
         self.quota = quota.tighter(self.quota)
         if not quota.allowed:
             raise _refusal(self.group, quota)
@@ -246,6 +258,15 @@ class RequestLimits:
         if not self._user_counted:
             self._user_counted = True
             await self.consume(self.user_limit, "user", user_id)
+
+
+def request_limits(scope: Scope, limiter: RateLimiter) -> RequestLimits:
+    """The request's limits: the ones the middleware started, or (limits disabled) a set of
+    its own for a route's fixed limits such as the login limits."""
+    limits: RequestLimits | None = scope.get("state", {}).get(STATE_KEY)
+    if limits is None:
+        limits = RequestLimits(limiter, _segment(scope["path"]), user_limit="")
+    return limits
 
 
 async def consume_user_limit(scope: Scope, user_id: str) -> None:
