@@ -181,31 +181,22 @@ class RateLimiter:
 
     async def acquire(self, limit: str, *keys: str) -> Quota:
         """Record one hit unless the window is full (then `allowed` is False)."""
-        item = self._item(limit)
-
-        async def hit(strategy: MovingWindowRateLimiter) -> tuple[bool, float, int]:
-            allowed = await strategy.hit(item, *keys)
-            stats = await strategy.get_window_stats(item, *keys)
-            return allowed, stats.reset_time, stats.remaining
-
-        allowed, reset_time, remaining = await self._run(hit)
-        return Quota(
-            amount=item.amount,
-            window=item.get_expiry(),
-            remaining=max(0, remaining),
-            reset=max(0, math.ceil(reset_time - time.time())),
-            allowed=allowed,
-        )
+        return await self._quota(limit, keys, record=True)
 
     async def peek(self, limit: str, *keys: str) -> Quota:
         """The window as it stands, recording nothing (`allowed`: one more hit would be)."""
+        return await self._quota(limit, keys, record=False)
+
+    async def _quota(self, limit: str, keys: tuple[str, ...], *, record: bool) -> Quota:
         item = self._item(limit)
 
-        async def look(strategy: MovingWindowRateLimiter) -> tuple[bool, float, int]:
+        async def read(strategy: MovingWindowRateLimiter) -> tuple[bool, float, int]:
+            counted = await strategy.hit(item, *keys) if record else True
             stats = await strategy.get_window_stats(item, *keys)
-            return stats.remaining > 0, stats.reset_time, stats.remaining
+            allowed = counted if record else stats.remaining > 0
+            return allowed, stats.reset_time, stats.remaining
 
-        allowed, reset_time, remaining = await self._run(look)
+        allowed, reset_time, remaining = await self._run(read)
         return Quota(
             amount=item.amount,
             window=item.get_expiry(),
