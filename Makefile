@@ -1,41 +1,57 @@
-# Common commands. `make test` installs everything into a fresh .venv and runs the suite.
+# Common commands. Installs come from uv.lock into .venv (uv itself is pinned and installed
+# there first): `make serve` takes the runtime dependencies only, `make test` adds the test tools.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install test lint format serve bench clean
+.PHONY: install install-dev test lint format serve bench upgrade clean
 
-$(VENV)/.installed: pyproject.toml
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.runtime: pyproject.toml uv.lock | $(UV)
+	$(UV) sync -q --frozen --inexact
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.dev: pyproject.toml uv.lock | $(UV)
+	$(UV) sync -q --frozen --inexact --extra dev
+	touch $@ $(VENV)/.runtime
 
-test: install
+install: $(VENV)/.runtime
+
+install-dev: $(VENV)/.dev
+
+test: install-dev
 	$(PY) -m pytest -n 2
 
-lint: install
+lint: install-dev
 	$(PY) -m ruff check src tests bench
 	$(PY) -m ruff format --check src tests bench
 	$(PY) -m mypy
 
-format: install
+format: install-dev
 	$(PY) -m ruff format src tests bench
 	$(PY) -m ruff check --fix src tests bench
 
 serve: install
 	$(VENV)/bin/agenthub serve
 
-bench: install
-	$(PY) -m pip install -q -e '.[bench]'
+bench: install-dev
+	$(UV) sync -q --frozen --inexact --extra dev --extra bench
 	$(PY) bench/profile.py
 	$(PY) bench/messages.py
 	$(PY) bench/realtime.py
 	$(PY) bench/jobs.py
 	$(PY) bench/cache.py
 	$(PY) bench/load.py
+
+# Move every dependency to the newest release its bounds in pyproject.toml allow.
+upgrade: | $(UV)
+	$(UV) lock --upgrade
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -254,7 +254,7 @@ class RedisBroker:
                 self._pubsub = None
                 self._first_attempt.set()
                 with suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
