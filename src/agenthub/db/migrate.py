@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -13,6 +14,7 @@ from sqlalchemy import Column, Connection, Index
 from sqlalchemy.schema import SchemaItem
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+RUN_MIGRATE = "run `agenthub migrate`"
 
 # Full-text search objects that migrations 0003 and 0005 create and the models do not declare
 # (they are dialect-specific): SQLite FTS5 tables with their shadow tables, PostgreSQL generated
@@ -86,3 +88,34 @@ def head_revision() -> str | None:
 
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def revision_of(database_url: str) -> str | None:
+    """The revision the database of `database_url` is at (None: no schema)."""
+    from sqlalchemy import pool
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def read() -> str | None:
+        engine = create_async_engine(database_url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(current_revision)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def label(revision: str | None) -> str:
+    """A revision as its file names it (`0004_jobs`), or "no schema"."""
+    if revision is None:
+        return "no schema"
+    script = ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision)
+    slug = Path(script.path).stem.partition("-")[2] if script is not None else ""
+    return f"{revision}_{slug}" if slug else revision
+
+
+def pending_migration(revision: str | None) -> str | None:
+    """None when `revision` is the head, else how far the schema is behind (or ahead)."""
+    head = head_revision()
+    return None if revision == head else f"schema at {revision or 'nothing'}, expected {head}"
