@@ -183,16 +183,15 @@ def worker(
 
 @app.command("migrate")
 def migrate_command(
-    revision: Annotated[
-        str,
-        typer.Argument(
-            metavar="[REVISION]",
-            help="Target revision (default: head; with --down, the one before the current)",
-        ),
-    ] = "head",
+    revision: Annotated[str, typer.Argument(metavar="REVISION", hidden=True)] = "head",
     down: Annotated[bool, typer.Option("--down", help="Revert down to REVISION")] = False,
 ) -> None:
-    """Apply (or with --down, revert) schema migrations, and say what changed."""
+    """Apply schema migrations, or revert them with --down.
+
+    Migrates up to REVISION (default: the latest), or with --down reverts down to REVISION
+    (default: the one before the current); then says which revision the database went from
+    and to.
+    """
     url = _settings().database_url
     with reaching(url):
         before = migrate.revision_of(url)
@@ -320,11 +319,11 @@ def bench(
         str | None, typer.Option(metavar="PASSWORD", help="Password of --email")
     ] = None,
 ) -> None:
-    """Load a running server with virtual users; print throughput and latencies.
+    """Load a running server with virtual users.
 
     The users log in, list sessions, create sessions, post messages, page history and get
-    sessions; WebSocket subscribers receive the events of those messages. Throughput and
-    latency percentiles are printed per operation. The exit status is 1 if a request or event
+    sessions; WebSocket subscribers receive the events of those messages. Prints throughput
+    and latency percentiles per operation. The exit status is 1 if a request or event
     failed, 2 if the run could not start.
     """
     try:
