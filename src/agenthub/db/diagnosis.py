@@ -1,6 +1,7 @@
 """What keeps the database from being used, said so an operator knows what to do: the place
 (host and port, or the SQLite file), the cause and the remedy. For the command line and the
-logs only; API responses never name the database's address."""
+logs only; API responses never name the database's address. Cheap to import: the command
+line imports it before it knows whether it will touch a database."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
-from agenthub.db.engine import Database
-from agenthub.db.migrate import RUN_MIGRATE, current_revision, pending_migration
+    from agenthub.db.engine import Database
 
 POSTGRES_PORT = 5432
+RUN_MIGRATE = "run `agenthub migrate`"
 CHECK_URL = "check AGENTHUB_DATABASE_URL"
 # asyncpg's errors for a connection PostgreSQL turned down, by class name (importing asyncpg
 # would cost SQLite deployments start-up time).
@@ -53,6 +54,8 @@ class DatabaseUnusable(Exception):
 def reaching(database_url: str) -> Iterator[None]:
     """Work on the database of `database_url`: a failure to reach or use it as it is becomes
     `DatabaseUnusable`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     if problem := sqlite_problem(database_url):
         raise DatabaseUnusable(problem)
     try:
@@ -66,6 +69,10 @@ def reaching(database_url: str) -> Iterator[None]:
 
 async def readiness_problem(database: Database) -> Problem | None:
     """None when the database answers at the head migration, else what is wrong."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agenthub.db.migrate import current_revision, pending_migration
+
     url = database.engine.url.render_as_string(hide_password=False)
     try:
         async with database.engine.connect() as conn:
@@ -79,6 +86,8 @@ async def readiness_problem(database: Database) -> Problem | None:
 def sqlite_problem(database_url: str) -> Problem | None:
     """Why SQLite could not open the file of `database_url`, found before connecting (a
     failed connect leaves aiosqlite's thread reporting to a closed event loop)."""
+    from sqlalchemy.engine import make_url
+
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
@@ -101,6 +110,8 @@ def sqlite_problem(database_url: str) -> Problem | None:
 def connection_problem(database_url: str, exc: BaseException) -> Problem | None:
     """The problem `exc` says the database has, if it could not be reached or used as it is
     (unreachable, turned down, not migrated), else None."""
+    from sqlalchemy.engine import make_url
+
     url = make_url(database_url)
     for error in _causes(exc):
         name = type(error).__name__

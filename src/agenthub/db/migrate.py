@@ -14,7 +14,6 @@ from sqlalchemy import Column, Connection, Index
 from sqlalchemy.schema import SchemaItem
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-RUN_MIGRATE = "run `agenthub migrate`"
 
 # Full-text search objects that migrations 0003 and 0005 create and the models do not declare
 # (they are dialect-specific): SQLite FTS5 tables with their shadow tables, PostgreSQL generated

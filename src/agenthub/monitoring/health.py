@@ -16,8 +16,9 @@ from starlette.responses import JSONResponse
 from agenthub.core.cache import Cache, CacheUnavailable
 from agenthub.core.errors import problem_response, problem_responses
 from agenthub.core.ratelimit import RateLimiter
+from agenthub.db.diagnosis import RUN_MIGRATE
 from agenthub.db.engine import Database
-from agenthub.db.migrate import RUN_MIGRATE, current_revision, pending_migration
+from agenthub.db.migrate import current_revision, pending_migration
 from agenthub.db.session import get_database
 from agenthub.monitoring.monitor import Monitor
 from agenthub.realtime.broker import BrokerUnavailable
