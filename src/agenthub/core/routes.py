@@ -25,7 +25,7 @@ class RouteTemplates:
 
     def of(self, scope: Scope) -> str | None:
         if self._by_route is None:
-            self._by_route, self._by_endpoint = _tables(scope["app"].routes)
+            self._by_route, self._by_endpoint = _tables(getattr(scope.get("app"), "routes", []))
         route = scope.get("route")
         if route is None:
             return self._by_endpoint.get(id(scope.get("endpoint")))
