@@ -5,6 +5,7 @@ leaving the server's origin."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ CONTENT_TYPES = {
 }
 SOURCE_MAP = re.compile(r"^(//|/\*)# sourceMappingURL=", re.MULTILINE)
 KNOWN_ROUTE = "/v1/projects"
+LIVE = "live_v1_health_live_get"  # the operation id of GET /v1/health/live
 
 
 def links(html: str) -> list[str]:
@@ -71,9 +73,19 @@ async def test_unknown_asset_is_not_found(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs/assets/../router.py")).status_code == 404
 
 
-def operations(document: dict[str, dict[str, dict[str, dict[str, str]]]]) -> set[str]:
+Document = dict[str, dict[str, dict[str, dict[str, str]]]]
+
+
+def operations(document: Document) -> set[str]:
     """The operation ids of an OpenAPI document."""
     return {op["operationId"] for path in document["paths"].values() for op in path.values()}
+
+
+def endpoints(document: Document) -> set[str]:
+    """The "METHOD /path" of each operation of an OpenAPI document."""
+    return {
+        f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item
+    }
 
 
 def foreign(requests: list[str], origin: str) -> list[str]:
@@ -84,6 +96,13 @@ def foreign(requests: list[str], origin: str) -> list[str]:
         if parts.scheme != "data" and f"{parts.scheme}://{parts.netloc}" != origin:
             outside.append(url)
     return outside
+
+
+async def click(page: Page, selector: str) -> None:
+    """Click the element `selector` names, once it is there."""
+    element = f"document.querySelector({json.dumps(selector)})"
+    await page.wait_for(f"!!{element}")
+    await page.evaluate(f"{element}.click()")
 
 
 async def open_page(page: Page, url: str) -> None:
@@ -105,26 +124,23 @@ async def test_docs_render_offline_in_chromium(tmp_path: Path) -> None:
             origin = server.http
             async with httpx.AsyncClient(base_url=origin, timeout=10) as api:
                 document = (await api.get("/openapi.json")).json()
-            expected = operations(document)
             assert KNOWN_ROUTE in document["paths"]
 
-            # Swagger UI: one block per operation, and "Try it out" reaches the API.
+            # Swagger UI: a block for every operation, and "Try it out" reaches the API.
             await open_page(page, f"{origin}/docs")
-            count = await page.wait_for("document.querySelectorAll('.opblock').length", 20)
-            assert count == len(expected)
-            paths = await page.evaluate(
-                "[...document.querySelectorAll('.opblock-summary-path')].map(e => e.dataset.path)"
+            await page.wait_for("document.querySelectorAll('.opblock').length", 20)
+            shown = await page.evaluate(
+                "[...document.querySelectorAll('.opblock-summary')].map(e =>"
+                " e.querySelector('.opblock-summary-method').textContent + ' '"
+                " + e.querySelector('.opblock-summary-path').dataset.path)"
             )
-            assert KNOWN_ROUTE in paths
-            await page.evaluate(
-                "document.querySelector('#operations-health-live_v1_health_live_get"
-                " .opblock-summary-control').click()"
-            )
-            await page.evaluate("document.querySelector('.try-out__btn').click()")
-            await page.wait_for("document.querySelector('.btn.execute')")
-            await page.evaluate("document.querySelector('.btn.execute').click()")
+            assert set(shown) == endpoints(document)
+            assert f"GET {KNOWN_ROUTE}" in shown
+            await click(page, f"#operations-health-{LIVE} .opblock-summary-control")
+            await click(page, ".try-out__btn")
+            await click(page, ".btn.execute")
             status = await page.wait_for(
-                "document.querySelector('.live-responses-table .response-col_status')"
+                "document.querySelector('.live-responses-table tr.response .response-col_status')"
                 "?.textContent.trim()"
             )
             assert status == "200"
@@ -139,7 +155,7 @@ async def test_docs_render_offline_in_chromium(tmp_path: Path) -> None:
             rendered = await page.evaluate(
                 f"{sections}.map(e => e.dataset.sectionId.slice('operation/'.length))"
             )
-            assert set(rendered) == expected
+            assert set(rendered) == operations(document)
             assert KNOWN_ROUTE in await page.evaluate("document.body.innerText")
             assert page.errors == [], page.errors
             assert foreign(page.requests, origin) == [], page.requests
