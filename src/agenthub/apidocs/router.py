@@ -30,9 +30,8 @@ POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self' 'unsafe-inline'",  # both libraries set inline styles
         "img-src 'self' data:",
-        "font-src 'self' data:",
         "connect-src 'self'",
-        "worker-src 'self' blob:",
+        "worker-src blob:",  # ReDoc's search index
         "base-uri 'none'",
         "form-action 'none'",
         "frame-ancestors 'none'",
