@@ -6,10 +6,15 @@ What the test changes, and why:
 - the server listens on a free port, and `localhost:8000` / `127.0.0.1:8000` in the blocks are
   rewritten to it (a server or test already on 8000 must not answer instead);
 - `curl` fails on an HTTP error (`--fail-with-body`), so a 4xx/5xx answer fails its block;
+- a command failing inside `$(...)` fails its block too (bash's `set -e` overlooks it when the
+  substitution is an argument, as in `echo "$(agenthub token ...)"`): an ERR trap, inherited by
+  subshells, records every failure;
 - the set-up block (`make serve`, `make test`) is not run: it would install and run this suite
-  again. Each of its targets must be one `make -n` accepts, and the server the test starts is
-  the command `make serve` ends with, in the directory the blocks run in, which has the
-  checkout's `.venv` and the same (empty) environment: the CLI sees the server's database.
+  again. Instead, each of its targets must have a recipe (`make -nB` prints it without running
+  it), `make serve` installs no test tools, and the server the test starts is the command
+  `make serve` ends with, in the directory the blocks run in, which has the checkout's `.venv`
+  and the same (empty) environment: the CLI sees the server's database;
+- the Python client example runs as `.venv/bin/python <file>` in that directory.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(sh|python)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 README_PORT = re.compile(r"\b(localhost|127\.0\.0\.1):8000\b")
 BLOCK_SECONDS = 120  # far above any block's run time: reaching it means the block hangs
-PRELUDE = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n'
+PRELUDE = """set -eEuo pipefail
+shopt -s inherit_errexit
+trap 'echo "exit status $? from: $BASH_COMMAND" >>{failures}' ERR
+curl() {{ command curl --fail-with-body "$@"; }}
+"""
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class Terminal:
         self.scratch = scratch
         self.transcript = scratch / "transcript.txt"
         self.transcript.touch()
+        self.failures = scratch / "failed-commands.txt"
+        self.failures.touch()
         self.proc = subprocess.Popen(
             ["bash", "--noprofile", "--norc"],
             cwd=cwd,
@@ -92,7 +103,7 @@ class Terminal:
         )
         self.done: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read_markers, daemon=True).start()
-        self._send(PRELUDE)
+        self._send(PRELUDE.format(failures=self.failures))
 
     def _read_markers(self) -> None:
         assert self.proc.stdout is not None
@@ -117,6 +128,8 @@ class Terminal:
         if marker != f"done-{number}":
             self.proc.wait()
             raise self._failure(block, start, f"exit status {self.proc.returncode}")
+        if failed := self.failures.read_text():
+            raise self._failure(block, start, failed)
 
     def _failure(self, block: Block, start: int, what: str) -> BlockFailed:
         with self.transcript.open() as handle:
@@ -144,15 +157,19 @@ def terminal(cwd: Path, env: dict[str, str], scratch: Path) -> Iterator[Terminal
 
 
 def check_setup(block: Block) -> None:
-    """Each `make` target of the set-up block exists; `make serve` runs `agenthub serve`."""
+    """Each `make` target of the set-up block has a recipe; `make serve` installs the runtime
+    dependencies only and runs `agenthub serve`."""
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     for target in block.make_targets():
-        dry = subprocess.run(
-            ["make", "-n", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        recipe = subprocess.run(
+            ["make", "-nB", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
-        assert dry.returncode == 0, f"make {target} (README.md line {block.line}): {dry.stderr}"
+        assert recipe.returncode == 0, (
+            f"make {target} (README.md line {block.line}): {recipe.stderr}"
+        )
         if target == "serve":
-            assert dry.stdout.splitlines()[-1].endswith("bin/agenthub serve"), dry.stdout
+            assert "--extra" not in recipe.stdout, recipe.stdout
+            assert recipe.stdout.splitlines()[-1].endswith("bin/agenthub serve"), recipe.stdout
 
 
 def test_every_block_of_the_readme_runs_against_a_fresh_server(tmp_path: Path) -> None:
