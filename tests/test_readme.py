@@ -1,5 +1,5 @@
 """The README runs as written: its ```sh blocks and its Python client example run in order, in
-one bash session (`set -euo pipefail`, variables carried from block to block as in a reader's
+one bash session (`set -eEuo pipefail`, variables carried from block to block as in a reader's
 terminal), against `agenthub serve` started in an empty directory.
 
 What the test changes, and why:
@@ -38,7 +38,9 @@ from processes import clean_env, server_process
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-FENCE = re.compile(r"^```(sh|python)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+RUN = {"sh", "python"}
+SHELLS = {"bash", "shell", "console", "zsh"}  # write these as ```sh, or they would not run
 README_PORT = re.compile(r"\b(localhost|127\.0\.0\.1):8000\b")
 BLOCK_SECONDS = 120  # far above any block's run time: reaching it means the block hangs
 PRELUDE = """set -eEuo pipefail
@@ -65,7 +67,10 @@ class Block:
 
 def readme_blocks() -> list[Block]:
     text = (ROOT / "README.md").read_text()
-    return [Block(m[1], m[2], text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
+    blocks = [Block(m[1], m[2], text.count("\n", 0, m.start()) + 1) for m in FENCE.finditer(text)]
+    unrun = [f"line {b.line}: {b.language}" for b in blocks if b.language in SHELLS]
+    assert not unrun, f"README.md shell blocks must be tagged sh: {unrun}"
+    return [b for b in blocks if b.language in RUN]
 
 
 def reader_env() -> dict[str, str]:
@@ -87,7 +92,6 @@ class Terminal:
     """One bash session that runs blocks one after another; their output goes to `transcript`."""
 
     def __init__(self, cwd: Path, env: dict[str, str], scratch: Path) -> None:
-        self.scratch = scratch
         self.transcript = scratch / "transcript.txt"
         self.transcript.touch()
         self.failures = scratch / "failed-commands.txt"
