@@ -7,7 +7,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install install-dev test lint format serve bench upgrade clean
+.PHONY: install install-dev test lint format serve bench upgrade docs-assets clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,27 @@ bench: install-dev
 # Move every dependency to the newest release its bounds in pyproject.toml allow.
 upgrade: | $(UV)
 	$(UV) lock --upgrade
+
+# Vendor the API reference's browser files (Swagger UI, ReDoc) from npm, with their licences and
+# without source maps: bump a version here, run `make docs-assets`, commit the assets. ReDoc's
+# sidebar logo is the one file it loads from elsewhere; it becomes an empty image.
+SWAGGER_UI_VERSION := 5.36.0
+REDOC_VERSION := 2.5.4
+DOCS_ASSETS := src/agenthub/apidocs/assets
+FLAT := --transform='s,.*/,,' --wildcards
+
+docs-assets:
+	rm -rf $(DOCS_ASSETS)/swagger-ui $(DOCS_ASSETS)/redoc
+	mkdir -p $(DOCS_ASSETS)/swagger-ui $(DOCS_ASSETS)/redoc
+	cd $(DOCS_ASSETS)/swagger-ui && tar -xzf "$$(npm pack -q swagger-ui-dist@$(SWAGGER_UI_VERSION))" \
+	  $(FLAT) package/LICENSE package/NOTICE 'package/swagger-ui-bundle.js*' \
+	  package/swagger-ui.css package/favicon-32x32.png --exclude='*.map'
+	cd $(DOCS_ASSETS)/redoc && tar -xzf "$$(npm pack -q redoc@$(REDOC_VERSION))" \
+	  $(FLAT) package/LICENSE 'package/bundles/redoc.standalone.js*' \
+	  'package/bundles/*.worker.js.LICENSE.txt' --exclude='*.map'
+	rm $(DOCS_ASSETS)/*/*.tgz
+	sed -i -E '\,^(//|/\*)# sourceMappingURL=,d' $(DOCS_ASSETS)/*/*.js $(DOCS_ASSETS)/*/*.css
+	sed -i 's,https://cdn.redoc.ly/redoc/logo-mini.svg,data:\,,' $(DOCS_ASSETS)/redoc/redoc.standalone.js
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
