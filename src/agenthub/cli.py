@@ -1,4 +1,8 @@
-"""The `agenthub` command: serve, worker, migrate, config, user, token, bench."""
+"""The `agenthub` command: serve, worker, migrate, config, user, token, bench.
+
+Each command imports what it runs when it runs, so `agenthub --help` and the other commands
+do not wait for the server's imports.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +15,26 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth import service
-from agenthub.auth.service import ClientInfo
-from agenthub.config import Settings
-from agenthub.core.errors import AgentHubError
-from agenthub.core.logging import configure_logging
-from agenthub.core.security import PasswordHasher, encode_access_token
-from agenthub.db import migrate
-from agenthub.db.engine import Database
-from agenthub.jobs.runtime import run_worker
-from agenthub.load import command as load
-from agenthub.load.runner import BenchConfig, BenchError
-from agenthub.monitoring.metrics import MULTIPROCESS_ENV
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from agenthub.config import Settings
 
 app = typer.Typer(help="agenthub: backend for AI-assistant and AI-agent applications.")
 user_app = typer.Typer(help="Manage user accounts.")
 app.add_typer(user_app, name="user")
 console = Console(stderr=True)
 
-CLI_CLIENT = ClientInfo(ip=None, user_agent="agenthub-cli")
-
 
 def _settings() -> Settings:
+    from agenthub.config import Settings
+    from agenthub.core.logging import configure_logging
+
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     return settings
@@ -56,6 +51,10 @@ def serve(
 ) -> None:
     """Run the API server (SQLite and in-process backends unless configured otherwise); it
     also runs jobs unless --no-worker is given."""
+    import uvicorn
+
+    from agenthub.db import migrate
+
     if no_worker:
         os.environ["AGENTHUB_WORKER_ENABLED"] = "false"  # read by each server process
     settings = _settings()
@@ -96,6 +95,8 @@ def multiprocess_metrics(processes: int) -> Iterator[None]:
     """With several server processes, give them a private `PROMETHEUS_MULTIPROC_DIR` (set
     before uvicorn spawns them, removed at exit) so `/metrics` sums all of them. A directory
     the operator configured is used as it is."""
+    from agenthub.monitoring.metrics import MULTIPROCESS_ENV
+
     if processes < 2 or os.environ.get(MULTIPROCESS_ENV):
         yield
         return
@@ -125,6 +126,9 @@ def worker(
 ) -> None:
     """Run jobs from the database queue until SIGTERM or SIGINT (then hand unfinished ones
     back after a grace period)."""
+    from agenthub.db import migrate
+    from agenthub.jobs.runtime import run_worker
+
     if metrics_port is not None:
         os.environ["AGENTHUB_WORKER_METRICS_PORT"] = str(metrics_port)
     settings = _settings()
@@ -140,6 +144,8 @@ def migrate_command(
     down: Annotated[bool, typer.Option("--down", help="Downgrade to the revision")] = False,
 ) -> None:
     """Apply (or with --down, revert) schema migrations."""
+    from agenthub.db import migrate
+
     settings = _settings()
     if down:
         migrate.downgrade(settings.database_url, revision if revision != "head" else "-1")
@@ -151,11 +157,15 @@ def migrate_command(
 @app.command()
 def config() -> None:
     """Print the effective settings, secrets masked."""
+    from agenthub.config import Settings
+
     typer.echo(json.dumps(Settings().masked(), indent=2, default=str))
 
 
 @asynccontextmanager
 async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    from agenthub.db.engine import Database
+
     database = Database(settings)
     try:
         async with database.transaction() as db:
@@ -165,16 +175,28 @@ async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
 
 
 async def _create_user(settings: Settings, email: str, password: str, admin: bool) -> str:
+    from agenthub.auth import service
+    from agenthub.auth.service import ClientInfo
+    from agenthub.core.security import PasswordHasher
+
     hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
     async with _transaction(settings) as db:
         user = await service.create_user(db, hasher, email=email, password=password, is_admin=admin)
         service.audit(
-            db, "admin.user_created", user_id=user.id, actor_id=None, client=CLI_CLIENT, admin=admin
+            db,
+            "admin.user_created",
+            user_id=user.id,
+            actor_id=None,
+            client=ClientInfo(ip=None, user_agent="agenthub-cli"),
+            admin=admin,
         )
         return user.id
 
 
 async def _access_token(settings: Settings, email: str) -> str:
+    from agenthub.auth import service
+    from agenthub.core.security import encode_access_token
+
     async with _transaction(settings) as db:
         user = await service.active_user_by_email(db, email)
     if user is None:
@@ -192,6 +214,9 @@ def user_create(
     admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role")] = False,
 ) -> None:
     """Create a user account without the HTTP API."""
+    from agenthub.core.errors import AgentHubError
+    from agenthub.db import migrate
+
     if len(password) < 8:
         raise typer.BadParameter("the password needs 8 characters or more")
     settings = _settings()
@@ -247,6 +272,9 @@ def bench(
     messages, page history, get sessions) and WebSocket subscribers receiving the events of
     those messages; print throughput and latency percentiles per operation. The exit status is
     1 if a request or event failed, 2 if the run could not start."""
+    from agenthub.load import command as load
+    from agenthub.load.runner import BenchConfig, BenchError
+
     try:
         config = BenchConfig(
             urls=tuple(url or ["http://127.0.0.1:8000"]),
