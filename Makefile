@@ -49,6 +49,7 @@ serve: install
 
 bench: install-dev
 	$(UV) sync -q --frozen --inexact --extra dev --extra bench
+	$(PY) bench/startup.py
 	$(PY) bench/profile.py
 	$(PY) bench/messages.py
 	$(PY) bench/realtime.py
