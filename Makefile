@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Installs leave compiled bytecode, as pip's do: with PYTHONDONTWRITEBYTECODE set (as in many
 # containers) nothing is cached otherwise, and every start compiles what it imports again
-# (two thirds of `agenthub serve`'s start-up). uv compiles the dependencies, compileall the
+# (more than half of `agenthub serve`'s start-up). uv compiles the dependencies, compileall the
 # project's own (editable) sources.
 export UV_COMPILE_BYTECODE := 1
 
