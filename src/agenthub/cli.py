@@ -1,4 +1,8 @@
-"""The `agenthub` command: serve, worker, migrate, config, user, token, bench."""
+"""The `agenthub` command: serve, worker, migrate, config, user, token, bench.
+
+Each command imports what it runs when it runs, so `agenthub --help` and the other commands
+do not wait for the server's imports.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +15,17 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth import service
-from agenthub.auth.service import ClientInfo
 from agenthub.cli_errors import EXIT_FAILED, CommandError, reported, warn
-from agenthub.config import Settings, unknown_variables
-from agenthub.core.logging import configure_logging
-from agenthub.core.security import PasswordHasher, encode_access_token
-from agenthub.db import migrate
 from agenthub.db.diagnosis import reaching
-from agenthub.db.engine import Database
-from agenthub.jobs.runtime import run_worker
-from agenthub.load import command as load
-from agenthub.load.runner import BenchConfig, BenchError
-from agenthub.monitoring.metrics import MULTIPROCESS_ENV
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from agenthub.config import Settings
 
 app = typer.Typer(
     help="agenthub: backend for AI-assistant and AI-agent applications.", rich_markup_mode=None
@@ -37,7 +33,6 @@ app = typer.Typer(
 user_app = typer.Typer(help="Manage user accounts.", rich_markup_mode=None)
 app.add_typer(user_app, name="user")
 
-CLI_CLIENT = ClientInfo(ip=None, user_agent="agenthub-cli")
 SHARE_WITH_REDIS = "set AGENTHUB_REDIS_URL (the same for every process) to share them"
 
 
@@ -49,12 +44,16 @@ def main() -> None:
 
 def _load_settings() -> Settings:
     """The settings, after a warning for each `AGENTHUB_*` variable that sets nothing."""
+    from agenthub.config import Settings, unknown_variables
+
     for message in unknown_variables(os.environ):
         warn(message)
     return Settings()
 
 
 def _settings() -> Settings:
+    from agenthub.core.logging import configure_logging
+
     settings = _load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return settings
@@ -62,6 +61,8 @@ def _settings() -> Settings:
 
 def _upgrade(settings: Settings) -> None:
     """Bring the schema to the head when the settings say so (by default on SQLite)."""
+    from agenthub.db import migrate
+
     if settings.migrate_on_start:
         with reaching(settings.database_url):
             migrate.upgrade(settings.database_url)
@@ -90,6 +91,8 @@ def serve(
     SQLite and in-process backends unless configured otherwise; the server also runs jobs
     unless --no-worker is given.
     """
+    import uvicorn
+
     if no_worker:
         os.environ["AGENTHUB_WORKER_ENABLED"] = "false"  # read by each server process
     settings = _settings()
@@ -128,6 +131,8 @@ def multiprocess_metrics(processes: int) -> Iterator[None]:
     """With several server processes, give them a private `PROMETHEUS_MULTIPROC_DIR` (set
     before uvicorn spawns them, removed at exit) so `/metrics` sums all of them. A directory
     the operator configured is used as it is."""
+    from agenthub.monitoring.metrics import MULTIPROCESS_ENV
+
     if processes < 2 or os.environ.get(MULTIPROCESS_ENV):
         yield
         return
@@ -165,6 +170,8 @@ def worker(
     Runs until SIGTERM or SIGINT, then hands unfinished jobs back after a grace period. Needs
     AGENTHUB_REDIS_URL, as the API servers use it, to reach their clients.
     """
+    from agenthub.jobs.runtime import run_worker
+
     if metrics_port is not None:
         os.environ["AGENTHUB_WORKER_METRICS_PORT"] = str(metrics_port)
     settings = _settings()
@@ -192,6 +199,8 @@ def migrate_command(
     (default: the one before the current); then says which revision the database went from
     and to.
     """
+    from agenthub.db import migrate
+
     url = _settings().database_url
     with reaching(url):
         before = migrate.revision_of(url)
@@ -218,6 +227,8 @@ def config() -> None:
 
 @asynccontextmanager
 async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    from agenthub.db.engine import Database
+
     database = Database(settings)
     try:
         async with database.transaction() as db:
@@ -227,16 +238,28 @@ async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
 
 
 async def _create_user(settings: Settings, email: str, password: str, admin: bool) -> str:
+    from agenthub.auth import service
+    from agenthub.auth.service import ClientInfo
+    from agenthub.core.security import PasswordHasher
+
     hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
     async with _transaction(settings) as db:
         user = await service.create_user(db, hasher, email=email, password=password, is_admin=admin)
         service.audit(
-            db, "admin.user_created", user_id=user.id, actor_id=None, client=CLI_CLIENT, admin=admin
+            db,
+            "admin.user_created",
+            user_id=user.id,
+            actor_id=None,
+            client=ClientInfo(ip=None, user_agent="agenthub-cli"),
+            admin=admin,
         )
         return user.id
 
 
 async def _access_token(settings: Settings, email: str) -> str:
+    from agenthub.auth import service
+    from agenthub.core.security import encode_access_token
+
     async with _transaction(settings) as db:
         user = await service.active_user_by_email(db, email)
     if user is None:
@@ -323,9 +346,12 @@ def bench(
 
     The users log in, list sessions, create sessions, post messages, page history and get
     sessions; WebSocket subscribers receive the events of those messages. Prints throughput
-    and latency percentiles per operation. The exit status is 1 if a request or event
-    failed, 2 if the run could not start.
+    and latency percentiles per operation. The exit status is 1 if a request or event failed,
+    2 if the run could not start.
     """
+    from agenthub.load import command as load
+    from agenthub.load.runner import BenchConfig, BenchError
+
     try:
         config = BenchConfig(
             urls=tuple(url or ["http://127.0.0.1:8000"]),

@@ -12,10 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic import ValidationError
-
-from agenthub.config import variable
-
 EXIT_FAILED = 1
 EXIT_MISCONFIGURED = 2
 
@@ -71,6 +67,7 @@ def explain(exc: Exception) -> tuple[list[str], int] | None:
     """The lines (errors, then what to do) and the exit status for a failure the command line
     knows, or None."""
     from alembic.util.exc import CommandError as MigrationError
+    from pydantic import ValidationError
 
     from agenthub.core.errors import AgentHubError
     from agenthub.db.diagnosis import DatabaseUnusable
@@ -91,6 +88,8 @@ def explain(exc: Exception) -> tuple[list[str], int] | None:
 
 def _setting_error(error: Any) -> str:
     """`AGENTHUB_PORT: expected an integer, got 'abc'` for one of `Settings`' errors."""
+    from agenthub.config import variable
+
     field = str(error["loc"][0]) if error["loc"] else ""
     kind, context = error["type"], error.get("ctx", {})
     if kind == "value_error":  # our validators' messages say what was wrong and the form
