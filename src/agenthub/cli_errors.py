@@ -66,7 +66,6 @@ def warn(message: str) -> None:
 def explain(exc: Exception) -> tuple[list[str], int] | None:
     """The lines (errors, then what to do) and the exit status for a failure the command line
     knows, or None."""
-    from alembic.util.exc import CommandError as MigrationError
     from pydantic import ValidationError
 
     from agenthub.core.errors import AgentHubError
@@ -79,11 +78,18 @@ def explain(exc: Exception) -> tuple[list[str], int] | None:
         return [f"error: {_setting_error(error)}" for error in exc.errors()], EXIT_MISCONFIGURED
     if isinstance(exc, DatabaseUnusable):
         return [f"error: {exc.problem.what}", f"  {exc.problem.todo}"], EXIT_FAILED
-    if isinstance(exc, MigrationError):
+    if _is_migration_error(exc):
         return [f"error: {exc}"], EXIT_MISCONFIGURED
     if isinstance(exc, AgentHubError):
         return [f"error: {exc.detail or exc.title}"], EXIT_FAILED
     return None
+
+
+def _is_migration_error(exc: Exception) -> bool:
+    """An Alembic command's error (an unknown revision): without importing Alembic, which
+    logs its plugins when imported; one of its errors means it is imported already."""
+    errors = sys.modules.get("alembic.util.exc")
+    return errors is not None and isinstance(exc, errors.CommandError)
 
 
 def _setting_error(error: Any) -> str:
