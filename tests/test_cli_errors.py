@@ -181,6 +181,14 @@ def test_migrate_says_what_it_did(tmp_path: Path) -> None:
     assert "0999" in line
 
 
+def test_migrate_logs_its_steps_not_alembic_plugins(tmp_path: Path) -> None:
+    env = clean_env(AGENTHUB_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    result = run(["migrate"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "Running upgrade" in result.stderr
+    assert "setup plugin" not in result.stderr
+
+
 def test_serve_on_an_unmigrated_postgres_says_once_to_migrate(
     tmp_path: Path, empty_postgres: str
 ) -> None:
