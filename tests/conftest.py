@@ -5,13 +5,24 @@ PostgreSQL with Redis.
 PostgreSQL gets a fresh database per test run (dropped at the end). Between tests every table
 is emptied, so each test starts from a clean, migrated schema. When `CI` is set and PostgreSQL
 is unreachable the run fails instead of skipping.
+
+A test fails if it leaks: a thread or (in an async test) an asyncio task still running after
+its fixtures are torn down, or an error logged by asyncio ("Task was destroyed but it is
+pending!", "Task exception was never retrieved"). Its garbage is collected at teardown, so an
+unclosed resource or a coroutine never awaited is reported there too (`filterwarnings` in
+pyproject.toml makes those warnings errors).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
+import logging
 import os
 import secrets
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
@@ -44,6 +55,73 @@ PG_ADMIN_DSN = os.environ.get(
 )
 BACKENDS = ("sqlite", "postgres")
 TEST_SECRET = "test-signing-key-" + "x" * 32
+
+
+THREAD_EXIT_SECONDS = 5.0
+
+
+class _Records(logging.Handler):
+    """The errors asyncio logs while a test runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_THREADS = pytest.StashKey[set[threading.Thread]]()
+_RECORDS = pytest.StashKey[_Records]()
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.stash[_THREADS] = set(threading.enumerate())
+    item.stash[_RECORDS] = records = _Records()
+    logging.getLogger("asyncio").addHandler(records)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """After the test's fixtures (and event loop) are gone: fail it if asyncio logged an error
+    or a thread it started is still running. Its garbage is collected first, so a pending
+    task's `__del__` logs and an unclosed resource warns here, not in a later test."""
+    yield
+    gc.collect()
+    records = item.stash[_RECORDS]
+    logging.getLogger("asyncio").removeHandler(records)
+    assert not records.messages, f"asyncio logged errors during the test: {records.messages}"
+    left = _left_running(item.stash[_THREADS])
+    assert not left, f"threads left running after the test: {left}"
+
+
+def _left_running(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads started since `before` that do not end within `THREAD_EXIT_SECONDS`."""
+    deadline = time.monotonic() + THREAD_EXIT_SECONDS
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in set(threading.enumerate()) - before if t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def _no_pending_tasks(request: pytest.FixtureRequest) -> None:
+    """An async test gets `no_pending_tasks` before any other fixture, so it is torn down last."""
+    if inspect.iscoroutinefunction(request.function):
+        request.getfixturevalue("no_pending_tasks")
+
+
+@pytest.fixture
+async def no_pending_tasks() -> AsyncIterator[None]:
+    """Fail the async test whose tasks outlive its fixtures (its loop would cancel them)."""
+    yield
+    await asyncio.sleep(0)  # tasks cancelled during teardown finish
+    pending = asyncio.all_tasks() - {asyncio.current_task()}
+    described = [repr(task) for task in pending]
+    for task in pending:
+        task.cancel()
+    assert not pending, f"tasks left running after the test: {described}"
 
 
 def _pg_url(dsn: str) -> str:

@@ -120,6 +120,7 @@ class Worker:
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.database.settle()  # a cancelled loop's last write completes
         with contextlib.suppress(BrokerUnavailable):
             await self.hub.broker.remove_member(WORKERS_KEY, self.id)
         log.info("worker_stopped", worker_id=self.id, processed=self.processed)
