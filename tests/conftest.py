@@ -84,12 +84,15 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """After the test's fixtures (and event loop) are gone: fail it if asyncio logged an error
     or a thread it started is still running. Its garbage is collected first, so a pending
     task's `__del__` logs and an unclosed resource warns here, not in a later test."""
     yield
+    if nextitem is None or nextitem.path != item.path:
+        gc.unfreeze()  # the module's fixtures are gone too: examine everything
     gc.collect()
+    gc.freeze()  # survivors are not examined again before the module ends: collections stay cheap
     records = item.stash[_RECORDS]
     logging.getLogger("asyncio").removeHandler(records)
     assert not records.messages, f"asyncio logged errors during the test: {records.messages}"

@@ -47,9 +47,10 @@ import redis.asyncio as aioredis
 import structlog
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -242,7 +243,9 @@ class RedisCache(Cache):
             timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+            # Every command here may run twice: a connection that broke is replaced once.
+            # A timeout is not retried, so a hung Redis holds a request for one timeout only.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._client = aioredis.Redis.from_pool(pool)
         self._prefix = f"{settings.redis_prefix}:cache:"
