@@ -58,6 +58,7 @@ TEST_SECRET = "test-signing-key-" + "x" * 32
 
 
 THREAD_EXIT_SECONDS = 5.0
+TASK_EXIT_SECONDS = 1.0
 
 
 class _Records(logging.Handler):
@@ -119,12 +120,15 @@ def _no_pending_tasks(request: pytest.FixtureRequest) -> None:
 async def no_pending_tasks() -> AsyncIterator[None]:
     """Fail the async test whose tasks outlive its fixtures (its loop would cancel them)."""
     yield
-    await asyncio.sleep(0)  # tasks cancelled during teardown finish
-    pending = asyncio.all_tasks() - {asyncio.current_task()}
+    ending = asyncio.all_tasks() - {asyncio.current_task()}
+    if ending:  # e.g. cancelled during teardown, or closing a collected async generator
+        _, pending = await asyncio.wait(ending, timeout=TASK_EXIT_SECONDS)
+    else:
+        pending = set()
     described = [repr(task) for task in pending]
     for task in pending:
         task.cancel()
-    assert not pending, f"tasks left running after the test: {described}"
+    assert not described, f"tasks left running after the test: {described}"
 
 
 def _pg_url(dsn: str) -> str:
