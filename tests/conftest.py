@@ -97,16 +97,19 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     records = item.stash[_RECORDS]
     logging.getLogger("asyncio").removeHandler(records)
     assert not records.messages, f"asyncio logged errors during the test: {records.messages}"
-    left = _left_running(item.stash[_THREADS])
+    kept = tuple(name for mark in item.iter_markers("keeps_threads") for name in mark.args)
+    left = _left_running(item.stash[_THREADS], kept)
     assert not left, f"threads left running after the test: {left}"
 
 
-def _left_running(before: set[threading.Thread]) -> list[threading.Thread]:
-    """Threads started since `before` that do not end within `THREAD_EXIT_SECONDS`."""
+def _left_running(before: set[threading.Thread], kept: tuple[str, ...]) -> list[threading.Thread]:
+    """Threads started since `before`, unless named with a `kept` prefix, that do not end
+    within `THREAD_EXIT_SECONDS`."""
+    started = [t for t in set(threading.enumerate()) - before if not t.name.startswith(kept)]
     deadline = time.monotonic() + THREAD_EXIT_SECONDS
-    for thread in set(threading.enumerate()) - before:
+    for thread in started:
         thread.join(max(0.0, deadline - time.monotonic()))
-    return [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    return [t for t in started if t.is_alive()]
 
 
 @pytest.fixture(autouse=True)
@@ -215,9 +218,8 @@ async def empty_tables(app: FastAPI) -> None:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    """The app built with these settings, started; its tables are emptied afterwards."""
-    application = create_app(settings)
+async def started(application: FastAPI) -> AsyncIterator[FastAPI]:
+    """The app, started; its tables are emptied afterwards."""
     async with LifespanManager(application):
         try:
             yield application
@@ -225,6 +227,11 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
             if application.state.worker is not None:
                 await application.state.worker.stop(grace=0)  # no job writes while emptying
             await empty_tables(application)
+
+
+def running_app(settings: Settings) -> AbstractAsyncContextManager[FastAPI]:
+    """The app built with these settings, started; its tables are emptied afterwards."""
+    return started(create_app(settings))
 
 
 def custom_app(

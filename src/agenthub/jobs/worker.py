@@ -87,6 +87,8 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start claiming (again, after a `stop`: an app's lifespan may run more than once)."""
+        self._stopping = False
         try:
             await self.hub.watch(queue.WAKE_CHANNEL, self._on_event)
         except BrokerUnavailable as exc:
