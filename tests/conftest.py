@@ -208,13 +208,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 async def empty_tables(app: FastAPI) -> None:
+    """Delete every row, dependents first (a test leaves few: far cheaper than a TRUNCATE,
+    which costs PostgreSQL a quarter of a second)."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     async with app.state.database.transaction() as db:
-        if db.bind.dialect.name == "postgresql":
-            await db.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-        else:
-            for table in tables:
-                await db.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our own names
+        for table in tables:
+            await db.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our own names
 
 
 @asynccontextmanager
