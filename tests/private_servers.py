@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -178,3 +178,66 @@ async def redis_server(directory: Path) -> AsyncIterator[PrivateRedis]:
         yield server
     finally:
         await server.stop()
+
+
+class CuttingProxy:
+    """A TCP proxy on a spare port of 127.0.0.1 (`async with CuttingProxy(host, port)`) that
+    can cut the connection carrying the next request: the client has sent it and reads the
+    end of the stream instead of an answer."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.cuts = 0
+        self._cut_next = False
+        self._server: asyncio.Server | None = None
+        self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    def cut_next(self) -> None:
+        self._cut_next = True
+
+    async def __aenter__(self) -> CuttingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        handlers = list(self._handlers)
+        for client in self._handlers.values():
+            client.close()  # its handler reads the end of the stream and returns
+        await asyncio.gather(*handlers)
+        await self._server.wait_closed()
+
+    async def _forward(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut: bool
+    ) -> None:
+        while data := await reader.read(65536):
+            if cut and self._cut_next:
+                self._cut_next = False
+                self.cuts += 1
+                return
+            writer.write(data)
+            await writer.drain()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers[task] = writer
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        directions = {
+            asyncio.create_task(self._forward(reader, upstream_writer, cut=True)),
+            asyncio.create_task(self._forward(upstream_reader, writer, cut=False)),
+        }
+        try:
+            await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for direction in directions:
+                direction.cancel()
+            await asyncio.gather(*directions, return_exceptions=True)
+            for end in (writer, upstream_writer):
+                end.close()
+                with suppress(OSError):
+                    await end.wait_closed()
+            del self._handlers[task]

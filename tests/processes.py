@@ -39,7 +39,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
-def wait_live(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
+def wait_live(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -7,11 +7,11 @@ import json
 import os
 import secrets
 from asyncio import timeout as asyncio_timeout
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -85,7 +85,10 @@ class SseReader:
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
-        self._lines = response.aiter_lines()
+        self._lines = cast("AsyncGenerator[str]", response.aiter_lines())
+
+    async def aclose(self) -> None:
+        await self._lines.aclose()
 
     async def next(self, wait: float = 5) -> SseMessage:
         """The next message or comment (raises `TimeoutError` after `wait` seconds)."""
@@ -133,7 +136,11 @@ async def sse_stream(
         if response.status_code != 200:
             raise AssertionError(f"{response.status_code}: {(await response.aread())!r}")
         assert response.headers["content-type"].startswith("text/event-stream")
-        yield SseReader(response)
+        reader = SseReader(response)
+        try:
+            yield reader
+        finally:
+            await reader.aclose()
 
 
 Frame = dict[str, Any]

@@ -66,6 +66,9 @@ DELETE_ACCOUNT = ("DELETE", "/v1/user")
 # An SSE stream never ends, so a generated call would never return; tests/realtime covers it.
 EVENT_STREAM = ("GET", "/v1/events")
 METHODS = {"get", "put", "post", "patch", "delete"}
+# schemathesis' ASGI client runs every app on one event loop thread, kept until the process exits
+# with its loop's executor threads.
+pytestmark = pytest.mark.keeps_threads("asyncio-portal-", "asyncio_")
 
 
 def _document() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ from fastapi import FastAPI
 
 from agenthub.core.cache import ALL_USERS, EVERYONE, CacheUnavailable, MemoryCache, RedisCache
 from conftest import AccountFactory, asgi_client, custom_app, login_admin, make_settings
-from private_servers import PrivateRedis, redis_server
+from private_servers import CuttingProxy, PrivateRedis, redis_server
 from realtime_support import drop_prefix, redis_url, require_redis
 from session_support import new_session, post_message
 from support import Account, register
@@ -292,6 +293,38 @@ async def test_a_lost_invalidation_distrusts_every_entry_until_a_new_epoch(
     finally:
         await node.close()
         await other.close()
+
+
+async def test_a_request_on_a_cut_connection_is_retried_on_a_new_one(tmp_path: Path) -> None:
+    """Redis is fine but the connection carrying a read, then one carrying an invalidation,
+    breaks: each is sent again on a new connection, so the entry is still a hit and the
+    invalidation is not lost (which would distrust every entry)."""
+    require_redis()
+    target = urlsplit(redis_url())
+    prefix = f"test{secrets.token_hex(4)}"
+    try:
+        async with CuttingProxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
+            url = target._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+            settings = make_settings(
+                "sqlite+aiosqlite:///unused.db", tmp_path, redis_url=url, redis_prefix=prefix
+            )
+            cache = RedisCache(settings)
+            try:
+                found = await cache.get("usr_1", "k")
+                assert found.version is not None
+                await cache.set("usr_1", "k", b"cached", found.version, TTL)
+
+                proxy.cut_next()
+                assert (await cache.get("usr_1", "k")).value == b"cached"
+                proxy.cut_next()
+                await cache.invalidate({"usr_1"})
+                await cache.ping()  # raises while entries are distrusted
+                assert (await cache.get("usr_1", "k")).value is None
+                assert proxy.cuts == 2
+            finally:
+                await cache.close()
+    finally:
+        drop_prefix(prefix)
 
 
 # -- Redis through the app -------------------------------------------------------------------

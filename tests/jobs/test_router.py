@@ -4,6 +4,7 @@ cancellation, dependencies, bulk actions, statistics, isolation and validation."
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from agenthub.app import create_app
 from agenthub.config import Settings
-from conftest import AccountFactory, make_settings
+from conftest import AccountFactory, asgi_client, make_settings, started
 from jobs_support import channel_events, create_job, wait_event, wait_job
-from support import Account, assert_problem
+from support import Account, assert_problem, register
 
 LONG_PROMPT = " ".join(f"word{i}" for i in range(200))
 
@@ -63,6 +65,18 @@ async def test_job_runs_to_completion_with_its_events(
     assert deltas == "hello there world"
     assert events[-1]["data"]["result"]["text"] == "hello there world"
     assert events[-1]["data"]["progress"]["percent"] == 100
+
+
+async def test_an_app_started_again_runs_jobs_again(settings: Settings) -> None:
+    """A second lifespan of the same app (as a test client may run) starts its worker anew,
+    and stops it again: no loop of the first run keeps polling."""
+    app = create_app(settings)
+    async with started(app):
+        pass
+    async with started(app), asgi_client(app) as client:
+        account = await register(client, f"again-{secrets.token_hex(4)}@example.com")
+        job = await create_job(client, account, "llm.complete", echo())
+        assert (await wait_job(client, account, job["id"], within=5))["status"] == "completed"
 
 
 async def test_failed_attempt_is_retried_then_succeeds(

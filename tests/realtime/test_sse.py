@@ -4,11 +4,14 @@ replay of retained history, stale epochs, keep-alive comments, and the errors be
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from starlette.types import Message
 
 from conftest import Deployment
 from processes import Server
@@ -218,3 +221,50 @@ async def test_errors_before_streaming_are_problems(deployment: Deployment, serv
     admin = await create_admin(server.http, deployment.workdir, deployment.env)
     async with sse_stream(server.http, "system", headers=admin.headers) as reader:
         assert (await subscribed(reader))["channel"] == "system"
+
+
+async def test_a_closed_stream_leaves_nothing_behind(
+    app: FastAPI, client: httpx.AsyncClient, account: Account
+) -> None:
+    """The client goes away while the stream waits for its next event: the connection leaves
+    the hub, and no task of the stream is left waiting (the suite fails on a pending task)."""
+    incoming: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
+    streamed = asyncio.Event()
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop()
+        await streamed.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            streamed.set()
+
+    channel = f"user:{account.id}"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # as uvicorn's HTTP protocols say
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/events",
+        "raw_path": b"/v1/events",
+        "root_path": "",
+        "query_string": f"channel={channel}".encode(),
+        "headers": [(b"host", b"testserver"), *account_headers(account)],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await asyncio.wait_for(app(scope, receive, send), 10)
+
+    assert sent[0]["status"] == 200
+    assert b"event: subscribed" in sent[1]["body"]
+    connections = await client.get("/v1/realtime/connections", headers=account.headers)
+    assert connections.json()["data"] == []
+
+
+def account_headers(account: Account) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode(), v.encode()) for k, v in account.headers.items()]

@@ -232,9 +232,10 @@ class RedisCache(Cache):
             raise ValueError("RedisCache needs AGENTHUB_REDIS_URL")
         # Imported only with Redis configured: the client takes long to import.
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
-        from redis.retry import Retry
 
         self._errors = (RedisError, OSError)
         timeout = settings.cache_timeout_seconds
@@ -244,7 +245,9 @@ class RedisCache(Cache):
             timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+            # Every command here may run twice: a connection that broke is replaced once.
+            # A timeout is not retried, so a hung Redis holds a request for one timeout only.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._client = aioredis.Redis.from_pool(pool)
         self._prefix = f"{settings.redis_prefix}:cache:"

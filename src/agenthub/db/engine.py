@@ -72,6 +72,7 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.publisher: Publisher = log_publisher
         self.invalidate: Invalidator = _no_cache
+        self._units: set[asyncio.Task[Any]] = set()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -99,19 +100,28 @@ class Database:
         """`work(db)` in one unit of work that completes even when the calling task is
         cancelled: background tasks (jobs, workers) are cancelled at any await, and a
         transaction cut off half-way could keep SQLite's write lock until its connection is
-        collected."""
+        collected. `settle` waits for the units whose callers were cancelled."""
 
         async def unit() -> T:
             async with self.transaction() as db:
                 return await work(db)
 
-        return await asyncio.shield(unit())
+        task = asyncio.create_task(unit())
+        self._units.add(task)
+        task.add_done_callback(self._units.discard)
+        return await asyncio.shield(task)
+
+    async def settle(self) -> None:
+        """Wait until no unit of work started by `run` is in progress."""
+        while self._units:
+            await asyncio.wait(set(self._units))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.settle()
         await self.engine.dispose()
 
 

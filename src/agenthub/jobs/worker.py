@@ -89,6 +89,8 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start claiming (again, after a `stop`: an app's lifespan may run more than once)."""
+        self._stopping = False
         try:
             await self.hub.watch(queue.WAKE_CHANNEL, self._on_event)
         except BrokerUnavailable as exc:
@@ -122,6 +124,7 @@ class Worker:
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.database.settle()  # a cancelled loop's last write completes
         with contextlib.suppress(BrokerUnavailable):
             await self.hub.broker.remove_member(WORKERS_KEY, self.id)
         log.info("worker_stopped", worker_id=self.id, processed=self.processed)

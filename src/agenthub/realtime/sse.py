@@ -67,22 +67,28 @@ def render(item: Outgoing) -> str:
 
 
 async def _stream(hub: Hub, connection: Connection) -> AsyncIterator[str]:
+    """The connection's outbox as SSE text until it closes or the client goes away (the
+    generator is then cancelled or closed: its tasks end with it)."""
     keepalive = hub.settings.sse_keepalive_seconds
     closing = asyncio.create_task(connection.closing.wait())
+    getting: asyncio.Task[Outgoing] | None = None
     try:
         while True:
-            getting = asyncio.create_task(connection.outbox.get())
+            getting = getting or asyncio.create_task(connection.outbox.get())
             done, _ = await asyncio.wait(
                 {getting, closing}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
             )
-            if getting not in done:
-                getting.cancel()
-                if closing in done:
-                    return
+            if getting in done:
+                item, getting = getting.result(), None
+                yield render(item)
+            elif closing in done:
+                return
+            else:
                 yield ": keep-alive\n\n"
-                continue
-            yield render(getting.result())
     finally:
-        closing.cancel()
+        tasks = [task for task in (getting, closing) if task is not None]
+        for task in tasks:
+            task.cancel()
         with anyio.CancelScope(shield=True):
+            await asyncio.gather(*tasks, return_exceptions=True)
             await hub.disconnect(connection)
