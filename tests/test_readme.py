@@ -106,7 +106,8 @@ class Terminal:
             start_new_session=True,
         )
         self.done: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read_markers, daemon=True).start()
+        self.reader = threading.Thread(target=self._read_markers, daemon=True)
+        self.reader.start()
         self._send(PRELUDE.format(failures=self.failures))
 
     def _read_markers(self) -> None:
@@ -147,8 +148,10 @@ class Terminal:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
+        self.reader.join()  # ends at the pipe's end of file, now that bash has exited
+        self.proc.stdout.close()
 
 
 @contextmanager

@@ -105,11 +105,13 @@ class Hub:
             queue_size=self.settings.ws_send_queue_size,
             frames_per_second=self.settings.ws_frames_per_second,
         )
-        self.connections[connection.id] = connection
         self._drained.clear()
         if transport == "ws":
             self.on_websocket_open()
         await self._register(connection)
+        # Listed only now, with no await until the caller's first frame: the heartbeat loop
+        # cannot put a `heartbeat` ahead of `connected` while the registration is in flight.
+        self.connections[connection.id] = connection
         return connection
 
     async def disconnect(self, connection: Connection) -> None:
