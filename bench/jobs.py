@@ -2,10 +2,11 @@
 
 Each configuration gets fresh worker processes and a fresh database: agenthub's
 (`python -m agenthub worker --concurrency C`, the `bench.noop` kind of `noop_kinds.py`) on
-PostgreSQL with Redis wake-ups, 1 and 2 processes; on PostgreSQL without Redis (workers find
-jobs by polling every `AGENTHUB_JOB_POLL_SECONDS`, 2 s), 1 process; on a SQLite file with Redis,
-1 process. The peer, procrastinate (`jobs_peer.py`: LISTEN/NOTIFY wake-ups), runs the same
-no-op task with the same processes and concurrency on its own database of the same server.
+PostgreSQL with Redis wake-ups, 1 and 2 processes; on PostgreSQL without wake-ups (the
+enqueuer announces nothing: workers find jobs by polling every `AGENTHUB_JOB_POLL_SECONDS`,
+2 s), 1 process; on a SQLite file with Redis, 1 process. The peer, procrastinate
+(`jobs_peer.py`: LISTEN/NOTIFY wake-ups), runs the same no-op task with the same processes and
+concurrency on its own database of the same server.
 
 - **Throughput.** With the workers started and idle, K jobs are enqueued in one transaction;
   jobs/s = K / (last job finished - first job started), both read back from the queue's own
@@ -90,11 +91,12 @@ class Queue(Protocol):
 
 class Agenthub:
     """agenthub's queue on one database: enqueued through `jobs.service.enqueue` (as the API
-    does), announced through Redis when `redis_url` is given, read back from `jobs`."""
+    does), announced through Redis when `announce`, read back from `jobs`. The workers are on
+    Redis either way (`agenthub worker` needs it)."""
 
     label = "agenthub"
 
-    def __init__(self, database_url: str, workdir: Path, redis_url: str | None) -> None:
+    def __init__(self, database_url: str, workdir: Path, redis_url: str, announce: bool) -> None:
         self.database_url = database_url
         self.workdir = workdir
         self.redis_url = redis_url
@@ -107,7 +109,7 @@ class Agenthub:
             redis_prefix=self.prefix,
         )
         self.database = Database(self.settings)
-        self.broker = RedisBroker(self.settings) if redis_url else None
+        self.broker = RedisBroker(self.settings) if announce else None
         if self.broker is not None:
             self.database.publisher = broker_publisher(self.broker)
 
@@ -118,17 +120,20 @@ class Agenthub:
         if self.broker is not None:
             await self.broker.close()
         await self.database.dispose()
-        if self.redis_url is not None:
-            await _redis_delete(self.redis_url, self.prefix)
+        await _redis_delete(self.redis_url, self.prefix)
 
     def worker_command(self, concurrency: int) -> list[str]:
         return [sys.executable, "-m", "agenthub", "worker", "--concurrency", str(concurrency)]
 
     def worker_env(self) -> dict[str, str]:
-        extra = {"AGENTHUB_JOB_MODULES": "noop_kinds", "PYTHONPATH": str(BENCH_DIR)}
-        if self.redis_url is not None:
-            extra |= {"AGENTHUB_REDIS_URL": self.redis_url, "AGENTHUB_REDIS_PREFIX": self.prefix}
-        return server_env(self.database_url, self.workdir, **extra)
+        return server_env(
+            self.database_url,
+            self.workdir,
+            AGENTHUB_JOB_MODULES="noop_kinds",
+            PYTHONPATH=str(BENCH_DIR),
+            AGENTHUB_REDIS_URL=self.redis_url,
+            AGENTHUB_REDIS_PREFIX=self.prefix,
+        )
 
     async def enqueue_batch(self, count: int) -> None:
         timeout = self.settings.job_default_timeout_seconds
@@ -390,13 +395,11 @@ SQLITE_REDIS = "SQLite + Redis"
 
 def bench_agenthub(backend: str, workers: int, opts: Options) -> Result:
     result = Result("agenthub", backend, workers)
-    redis_url = None if backend == PG_POLL else opts.redis_url
     database = sqlite_database() if backend == SQLITE_REDIS else postgres_database()
     with database as (database_url, workdir):
         migrate.upgrade(database_url)
-        return asyncio.run(
-            measure(Agenthub(database_url, workdir, redis_url), result, opts, workdir)
-        )
+        queue = Agenthub(database_url, workdir, opts.redis_url, announce=backend != PG_POLL)
+        return asyncio.run(measure(queue, result, opts, workdir))
 
 
 def bench_peer(workers: int, opts: Options) -> Result:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobs.worker_support import redis_prefix
 from processes import clean_env, run, serve
 from support import PASSWORD
 
@@ -80,10 +81,11 @@ def test_user_create_and_token_give_an_admin_access(workdir: Path, server: str) 
 
 
 def test_serve_with_several_workers_and_host_port(workdir: Path) -> None:
-    env = clean_env()
-    for base in serve(workdir, env, "--host", "127.0.0.1", "--workers", "2"):
-        ids = {httpx.get(f"{base}/v1/health/live").headers["X-Request-ID"] for _ in range(5)}
-        assert len(ids) == 5
+    with redis_prefix() as redis:  # several processes share their events through Redis
+        env = clean_env(**redis)
+        for base in serve(workdir, env, "--host", "127.0.0.1", "--workers", "2"):
+            ids = {httpx.get(f"{base}/v1/health/live").headers["X-Request-ID"] for _ in range(5)}
+            assert len(ids) == 5
 
 
 def test_config_masks_secrets(workdir: Path) -> None:

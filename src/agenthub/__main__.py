@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from agenthub.cli import app
+from agenthub.cli import main
 
-app()
+main()

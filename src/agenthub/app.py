@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from agenthub import __version__
 from agenthub.agents.router import router as agents_router
+from agenthub.apidocs.router import router as apidocs_router
 from agenthub.auth.router import router as auth_router
 from agenthub.auth.user_router import admin_router
 from agenthub.auth.user_router import router as user_router
@@ -65,6 +66,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     metrics_router,
     monitoring_router,
     status_page_router,
+    apidocs_router,
     auth_router,
     user_router,
     admin_router,
@@ -129,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # apidocs_router serves /docs and /redoc
         redoc_url=None,
     )
     app.state.settings = settings

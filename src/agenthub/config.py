@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import secrets
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -13,6 +16,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_FILE = ".agenthub-secret"  # noqa: S105 - a file name
+ENV_PREFIX = "AGENTHUB_"
+DATABASE_URL_FORMS = (
+    "postgresql+asyncpg://user:password@host:5432/name or sqlite+aiosqlite:///path/to/agenthub.db"
+)
 DEFAULT_ALLOWED_FILE_TYPES = (
     "text/plain",
     "text/markdown",
@@ -32,7 +39,7 @@ class Settings(BaseSettings):
     """Every setting of agenthub; see `agenthub config` for the effective values."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AGENTHUB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     database_url: str = "sqlite+aiosqlite:///./agenthub.db"
@@ -147,6 +154,11 @@ class Settings(BaseSettings):
             pairs[group.strip()] = limit.strip()
         return pairs
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str) -> str:
+        return _database_url(value)
+
     @field_validator(
         "login_limit_ip",
         "login_limit_account",
@@ -196,6 +208,40 @@ class Settings(BaseSettings):
             else:
                 out[name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def variable(field: str) -> str:
+    """The environment variable of a setting: `port` -> `AGENTHUB_PORT`."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """A warning for each `AGENTHUB_*` name among `names` that is no setting (a typo is
+    otherwise silently ignored), with the closest setting's name when one is close."""
+    known = [variable(field) for field in Settings.model_fields]
+    warnings = []
+    for name in sorted({n.upper() for n in names if n.upper().startswith(ENV_PREFIX)}):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else " (see `agenthub config`)"
+        warnings.append(f"{name} is not an agenthub setting{hint}")
+    return warnings
+
+
+def _database_url(url: str) -> str:
+    """The URL with the driver agenthub uses: `postgres://` and `postgresql://` (as hosting
+    providers hand them out, libpq's `sslmode` included) become `postgresql+asyncpg://`,
+    `sqlite://` becomes `sqlite+aiosqlite://`; any other database is refused."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if sep and scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return "postgresql+asyncpg://" + re.sub(r"([?&])sslmode=", r"\1ssl=", rest)
+    if sep and scheme in ("sqlite", "sqlite+aiosqlite"):
+        return "sqlite+aiosqlite://" + rest
+    raise ValueError(
+        f"{_mask_url(url)!r} is not a supported database URL; use {DATABASE_URL_FORMS}"
+    )
 
 
 def _rate_limit(value: str) -> str:

@@ -84,6 +84,8 @@ async def test_every_response_carries_context_and_security_headers(
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "no-referrer"
+    policy = response.headers["content-security-policy"]
+    assert policy == "default-src 'none'; frame-ancestors 'none'"
 
 
 # --- CORS ---------------------------------------------------------------------------------------

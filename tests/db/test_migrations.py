@@ -288,6 +288,24 @@ def test_migrations_match_the_models(fresh_url: str) -> None:
 def test_single_head() -> None:
     script = ScriptDirectory(str(migrate.MIGRATIONS_DIR))
     assert len(script.get_heads()) == 1
+    # Read from the scripts without Alembic, for the start-up and readiness checks.
+    assert migrate.head_revision() == script.get_current_head()
+
+
+def _revisions(connection: Connection) -> tuple[str | None, str | None]:
+    """The revision read from the version table directly and as Alembic reads it."""
+    alembic = MigrationContext.configure(connection).get_current_revision()
+    return migrate.current_revision(connection), alembic
+
+
+def test_revision_read_without_alembic_is_alembics(fresh_url: str) -> None:
+    assert _on_connection(fresh_url, _revisions) == (None, None)
+    migrate.upgrade(fresh_url, "0003")
+    assert _on_connection(fresh_url, _revisions) == ("0003", "0003")
+    migrate.upgrade(fresh_url)
+    assert _on_connection(fresh_url, _revisions) == (migrate.head_revision(),) * 2
+    migrate.downgrade(fresh_url, "base")
+    assert _on_connection(fresh_url, _revisions) == (None, None)
 
 
 async def test_ready_only_once_migrated(fresh_url: str, tmp_path: Path) -> None:

@@ -55,6 +55,8 @@ async def test_generate_stores_a_specification(client: httpx.AsyncClient, accoun
     assert job["result"]["title"] == "A habit tracker for remote teams"
     assert job["result"]["sections"] == 1
     assert job["result"]["usage"]["completion_tokens"] > 0
+    # The handler last reported 90 %: a finished job reads 100.
+    assert job["progress"] == {"percent": 100.0, "message": None}
 
     idea = await get_idea(client, account, accepted["idea_id"])
     assert set(idea) == IDEA_FIELDS
@@ -64,6 +66,7 @@ async def test_generate_stores_a_specification(client: httpx.AsyncClient, accoun
     assert idea["job_id"] == accepted["job_id"]
     assert idea["attempts"] == 1
     assert idea["error"] is None
+    assert idea["progress"] == job["progress"]
     assert idea["title"] == "A habit tracker for remote teams"
     # The echo runner answers with the idea itself: read as plain text, it is one section.
     spec = idea["spec"]
@@ -92,6 +95,7 @@ async def test_job_channel_carries_progress_and_the_models_text(
     assert names[-1] == "job.completed"
     progress = [e["data"]["progress"] for e in events if e["event"] == "job.progress"]
     assert [p["percent"] for p in progress] == [10, 90]
+    assert events[-1]["data"]["progress"]["percent"] == 100
     assert progress[0]["message"] == "asking the model"
     deltas = [e["data"] for e in events if e["event"] == "message.delta"]
     assert {(d["job_id"], d["idea_id"]) for d in deltas} == {

@@ -54,6 +54,7 @@ async def test_job_runs_to_completion_with_its_events(
     assert done["result"]["usage"]["completion_tokens"] == 3
     assert done["attempts"] == 1
     assert done["error"] is None
+    assert done["progress"] == {"percent": 100.0, "message": None}  # none reported: still done
     assert done["worker_id"]
     assert done["duration_ms"] is not None
     assert parse_ts(done["created_at"]) <= parse_ts(done["started_at"])
@@ -63,6 +64,7 @@ async def test_job_runs_to_completion_with_its_events(
     deltas = "".join(e["data"]["delta"] for e in events if e["event"] == "message.delta")
     assert deltas == "hello there world"
     assert events[-1]["data"]["result"]["text"] == "hello there world"
+    assert events[-1]["data"]["progress"]["percent"] == 100
 
 
 async def test_an_app_started_again_runs_jobs_again(settings: Settings) -> None:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -151,11 +151,16 @@ class Workers:
 
 @contextmanager
 def workers(workdir: Path, env: dict[str, str]) -> Iterator[Workers]:
-    group = Workers(workdir, env)
-    try:
-        yield group
-    finally:
-        group.stop_all()
+    """A group of worker processes on `env`; on Redis under a prefix of their own unless `env`
+    names a Redis (`agenthub worker` needs one)."""
+    with ExitStack() as stack:
+        if "AGENTHUB_REDIS_URL" not in env:
+            env = {**env, **stack.enter_context(redis_prefix())}
+        group = Workers(workdir, env)
+        try:
+            yield group
+        finally:
+            group.stop_all()
 
 
 async def enqueue_effects(database: Database, count: int, sleep_ms: int = 0) -> list[str]:

@@ -1,6 +1,6 @@
 """A headless Chromium driven over the Chrome DevTools Protocol: navigate, read the DOM,
 take a screenshot, and collect what the page reported as errors (exceptions, CSP violations,
-failed loads)."""
+failed loads, console errors) and the URL of every request it made."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class Page:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._waiters: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
         self.errors: list[str] = []
+        self.requests: list[str] = []  # every URL the page asked for, in order
 
     async def read(self) -> None:
         """Dispatch replies and events until the connection ends."""
@@ -69,6 +70,12 @@ class Page:
             self.errors.append(details.get("exception", {}).get("description") or details["text"])
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             self.errors.append(params["entry"]["text"])
+        elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+            self.errors.append(
+                " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            )
+        elif method == "Network.requestWillBeSent":
+            self.requests.append(params["request"]["url"])
         for waiter in [w for w in self._waiters if w[0] == method]:
             self._waiters.remove(waiter)
             if not waiter[1].done():
@@ -150,6 +157,7 @@ async def chromium(workdir: Path, width: int = 1280, height: int = 900) -> Async
         "--headless=new",
         "--no-sandbox",  # tests may run as root, in containers without user namespaces
         "--disable-gpu",
+        "--disable-quic",
         "--disable-dev-shm-usage",
         "--no-first-run",
         "--no-default-browser-check",
@@ -175,7 +183,7 @@ async def chromium(workdir: Path, width: int = 1280, height: int = 900) -> Async
             page = Page(ws)
             reader = asyncio.create_task(page.read())
             try:
-                for domain in ("Page", "Runtime", "Log"):
+                for domain in ("Page", "Runtime", "Log", "Network"):
                     await page.call(f"{domain}.enable")
                 await page.call(
                     "Emulation.setDeviceMetricsOverride",

@@ -4,6 +4,7 @@ process answers the scrape; the private multiprocess directory goes away with th
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agenthub.cli import multiprocess_metrics
 from agenthub.monitoring.metrics import MULTIPROCESS_ENV
 from conftest import TEST_SECRET
+from jobs.worker_support import redis_prefix
 from monitoring.deploy_support import poll
 from processes import clean_env, run, server_process
 from support import PASSWORD
@@ -38,8 +40,15 @@ def requests_counted(base: str) -> tuple[float, float]:
     return total, count
 
 
+@pytest.fixture
+def redis() -> Iterator[dict[str, str]]:
+    """Several server processes share their events through Redis."""
+    with redis_prefix() as settings:
+        yield settings
+
+
 @pytest.mark.slow
-def test_metrics_sum_every_server_process(tmp_path: Path) -> None:
+def test_metrics_sum_every_server_process(tmp_path: Path, redis: dict[str, str]) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = clean_env(
@@ -48,6 +57,7 @@ def test_metrics_sum_every_server_process(tmp_path: Path) -> None:
         AGENTHUB_LOG_LEVEL="WARNING",
         AGENTHUB_FILES_DIR=str(tmp_path / "files"),
         TMPDIR=str(temp),
+        **redis,
     )
     env.pop(MULTIPROCESS_ENV, None)
     email = "ops@example.com"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import TEST_SECRET
-from jobs.worker_support import workers
+from jobs.worker_support import redis_prefix, workers
 from monitoring.deploy_support import (
     Prometheus,
     alert_rules,
@@ -36,9 +36,16 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """An API node and a worker (with its metrics port) on one SQLite file, both scraped by
-    a Prometheus server with the shipped alert rules."""
+def redis() -> Iterator[dict[str, str]]:
+    """The node and the worker share their events through Redis."""
+    with redis_prefix() as settings:
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis: dict[str, str]) -> Iterator[Stack]:
+    """An API node and a worker (with its metrics port) on one SQLite file and Redis, both
+    scraped by a Prometheus server with the shipped alert rules."""
     require_binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     env = clean_env(
@@ -47,6 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         AGENTHUB_LOG_LEVEL="WARNING",
         AGENTHUB_FILES_DIR=str(workdir / "files"),
         AGENTHUB_JOB_POLL_SECONDS="0.2",
+        **redis,
     )
     metrics_port = free_port()
     with (

@@ -12,28 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import asgi_client, custom_app, login_admin
 from jobs_support import create_job, wait_job
+from monitoring.metrics_support import samples, value
 from session_support import new_session
 from support import Account, assert_iso_utc, assert_problem, register
 
 MACHINE_ALERTS = ("HighCpu", "HighMemory")
 MONITORING_ROUTES = ("status", "performance", "database", "alerts", "dashboard")
-
-
-async def samples(client: httpx.AsyncClient, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    """Every sample of metric `name` in `/metrics`, by its label set."""
-    response = await client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    found: dict[frozenset[tuple[str, str]], float] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[frozenset(sample.labels.items())] = sample.value
-    return found
-
-
-def value(found: dict[frozenset[tuple[str, str]], float], **labels: str) -> float:
-    return found.get(frozenset(labels.items()), 0.0)
 
 
 async def test_monitoring_routes_are_for_admins_only(
@@ -73,6 +57,7 @@ async def test_metrics_name_every_spec_family(client: httpx.AsyncClient) -> None
     expected = {
         "http_requests",
         "http_request_duration_seconds",
+        "http_stream_duration_seconds",
         "token_usage",
         "active_sessions",
         "websocket_connections",

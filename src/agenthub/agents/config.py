@@ -11,7 +11,6 @@ import json
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-import yaml
 from pydantic import ValidationError
 
 from agenthub.agents.schemas import RunnerConfig
@@ -55,6 +54,8 @@ def _invalid(detail: str, message: str | None = None) -> ValidationFailed:
 
 
 def _load(text: str, fmt: Format) -> Any:
+    import yaml  # only when a config is uploaded: not at start-up
+
     try:
         if fmt == "json":
             return json.loads(text)

@@ -43,14 +43,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
-import redis.asyncio as aioredis
 import structlog
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -69,7 +64,6 @@ RETRY_SECONDS = 1.0
 GENERATION_TTL_SECONDS = 86_400  # a scope's version outlives every value stored under it
 CACHE_HEADER = "X-Cache"
 _TOUCHED = "agenthub.cache.touched"
-_REDIS_ERRORS = (RedisError, OSError)
 
 
 # -- which users a unit of work wrote for --------------------------------------------------
@@ -236,6 +230,14 @@ class RedisCache(Cache):
         super().__init__(settings.cache_ttl_seconds)
         if not settings.redis_url:
             raise ValueError("RedisCache needs AGENTHUB_REDIS_URL")
+        # Imported only with Redis configured: the client takes long to import.
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+
+        self._errors = (RedisError, OSError)
         timeout = settings.cache_timeout_seconds
         pool = aioredis.BlockingConnectionPool.from_url(
             settings.redis_url,
@@ -286,7 +288,7 @@ class RedisCache(Cache):
         keys = (self._epoch, self._generation(scope), self._value(scope, key))
         try:
             found = cast("list[bytes | None]", await self._client.mget(keys))
-        except _REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._failed(exc)
             return _UNUSABLE
         self._succeeded()
@@ -305,7 +307,7 @@ class RedisCache(Cache):
             await self._client.set(
                 self._value(scope, key), version + b"\n" + value, px=int(ttl * 1000)
             )
-        except _REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._failed(exc)
             return
         self._succeeded()
@@ -323,7 +325,7 @@ class RedisCache(Cache):
                 for scope in {*users, ALL_USERS}:
                     pipe.set(self._generation(scope), token, ex=GENERATION_TTL_SECONDS)
                 await pipe.execute()
-        except _REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._failed(exc)
             self._lost()
             return
@@ -340,7 +342,7 @@ class RedisCache(Cache):
             await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
             try:
                 await self._new_epoch()
-            except _REDIS_ERRORS as exc:
+            except self._errors as exc:
                 self._failed(exc)
                 continue
             self._stale = False
@@ -349,7 +351,7 @@ class RedisCache(Cache):
     async def ping(self) -> None:
         try:
             await self._client.ping()
-        except _REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._failed(exc)
             raise CacheUnavailable(f"unreachable ({type(exc).__name__})") from exc
         self._succeeded()

@@ -68,6 +68,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         logging.getLogger(name).propagate = True
     # Our middleware logs every request with its id; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic announces each of its plugins at INFO whenever it is imported: noise, not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _identity(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:

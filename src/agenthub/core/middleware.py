@@ -6,12 +6,14 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.core.errors import problem_response, render_unexpected
+from agenthub.core.routes import RouteTemplates
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -20,15 +22,32 @@ SECURITY_HEADERS: Mapping[str, str] = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-    "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    # API responses need no sources; the HTML pages (/status, /docs, /redoc) set their own.
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
 
 log = structlog.get_logger("agenthub.http")
 
-# Told of each finished HTTP request: (method, route template or "unmatched", status, seconds).
-Observer = Callable[[str, str, int, float], None]
 UNMATCHED_ROUTE = "unmatched"
+
+
+@dataclass(frozen=True)
+class FinishedRequest:
+    """An HTTP request once its response is over.
+
+    A streamed response (its body sent in several parts: SSE, exports, downloads) is timed to
+    its headers: that is its latency, as a client waiting for it sees it. How long the stream
+    then stayed open is `stream_seconds`, apart.
+    """
+
+    method: str
+    route: str  # the full route template, or "unmatched"
+    status: int
+    seconds: float
+    stream_seconds: float | None = None
+
+
+Observer = Callable[[FinishedRequest], None]
 
 
 class RequestContextMiddleware:
@@ -36,7 +55,8 @@ class RequestContextMiddleware:
 
     Exceptions that escape every handler are rendered here (not re-raised), so no traceback
     ever reaches a client and the log line carries the request id. `observe` is told of every
-    finished request, by route template (metrics).
+    finished request, by full route template (metrics). A request slower than `slow_seconds`
+    is logged as `slow_request`; a stream only when its headers were that slow.
     """
 
     def __init__(
@@ -45,6 +65,7 @@ class RequestContextMiddleware:
         self.app = app
         self.slow_seconds = slow_seconds
         self.observe = observe
+        self.routes = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -59,16 +80,21 @@ class RequestContextMiddleware:
         )
         started = time.perf_counter()
         status = 0
+        headers_after = 0.0
+        streamed = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, headers_after, streamed
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers_after = time.perf_counter() - started
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
-                headers["X-Process-Time"] = f"{time.perf_counter() - started:.6f}"
+                headers["X-Process-Time"] = f"{headers_after:.6f}"
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+            elif message["type"] == "http.response.body" and message.get("more_body", False):
+                streamed = True
             await send(message)
 
         try:
@@ -79,20 +105,31 @@ class RequestContextMiddleware:
             await render_unexpected(exc)(scope, receive, send_with_headers)
         finally:
             if scope["type"] == "http":
-                self._log(scope, status, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self._finish(
+                    scope,
+                    FinishedRequest(
+                        scope["method"],
+                        self.routes.of(scope) or UNMATCHED_ROUTE,
+                        status,
+                        headers_after if streamed else elapsed,
+                        elapsed if streamed else None,
+                    ),
+                )
             structlog.contextvars.clear_contextvars()
 
-    def _log(self, scope: Scope, status: int, elapsed: float) -> None:
-        route = getattr(scope.get("route"), "path", None)
+    def _finish(self, scope: Scope, request: FinishedRequest) -> None:
         if self.observe is not None:
-            self.observe(scope["method"], route or UNMATCHED_ROUTE, status, elapsed)
+            self.observe(request)
         fields = {
-            "status": status,
-            "latency_ms": round(elapsed * 1000, 2),
-            "route": route,
+            "status": request.status,
+            "latency_ms": _ms(request.seconds),
+            "route": None if request.route == UNMATCHED_ROUTE else request.route,
             "user_id": scope.get("state", {}).get("user_id"),
         }
-        if elapsed >= self.slow_seconds:
+        if request.stream_seconds is not None:
+            fields["stream_ms"] = _ms(request.stream_seconds)
+        if request.seconds >= self.slow_seconds:
             log.warning("slow_request", **fields)
         else:
             log.info("request", **fields)
@@ -174,6 +211,10 @@ class _TooLarge:
             detail=f"The request body exceeds the limit of {self.limit} bytes.",
         )
         await response(scope, receive, send)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -18,22 +18,21 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 from fastapi import APIRouter
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import BlockingConnectionPool
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.core.errors import RateLimited, problem_response
 from agenthub.monitoring.metrics import RATE_LIMITED
+
+if TYPE_CHECKING:
+    from redis.asyncio import BlockingConnectionPool
 
 log = structlog.get_logger("agenthub.ratelimit")
 
@@ -104,7 +103,15 @@ class RateLimiter:
         self._pool: BlockingConnectionPool | None = None
         self._redis_storage: RedisStorage | None = None
         self._redis: MovingWindowRateLimiter | None = None
+        self._redis_errors: tuple[type[Exception], ...] = ()
         if redis_url:
+            # Imported only with Redis configured: the client takes long to import.
+            from redis.asyncio import BlockingConnectionPool
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+
+            self._redis_errors = (RedisError, OSError)
             self._pool = BlockingConnectionPool.from_url(
                 redis_url,
                 max_connections=REDIS_CONNECTIONS,
@@ -150,7 +157,7 @@ class RateLimiter:
         if self._redis is not None and self._error is None:
             try:
                 return await operation(self._redis)
-            except (RedisError, OSError) as exc:  # refused, reset, timed out
+            except self._redis_errors as exc:  # refused, reset, timed out
                 self._fall_back(type(exc).__name__)
         return await operation(self._memory)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import argon2
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -22,7 +24,7 @@ class PasswordHasher:
 
     def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
         self._hash = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib),))
-        self._dummy = self._hash.hash(secrets.token_hex(8))
+        self._dummy = unmatchable_hash(time_cost, memory_kib)
 
     def hash(self, password: str) -> str:
         return self._hash.hash(password)
@@ -33,6 +35,18 @@ class PasswordHasher:
             self._hash.verify(password, self._dummy)
             return False
         return self._hash.verify(password, hashed)
+
+
+def unmatchable_hash(time_cost: int, memory_kib: int) -> str:
+    """An encoded Argon2id hash with the hasher's parameters and a random digest: verifying a
+    password against it costs what verifying a real hash costs, and making it costs nothing
+    (hashing a dummy password would take a noticeable part of the start-up)."""
+    salt, digest = (
+        base64.b64encode(secrets.token_bytes(size)).rstrip(b"=").decode()
+        for size in (argon2.DEFAULT_RANDOM_SALT_LENGTH, argon2.DEFAULT_HASH_LENGTH)
+    )
+    parameters = f"m={memory_kib},t={time_cost},p={argon2.DEFAULT_PARALLELISM}"
+    return f"$argon2id$v={argon2.low_level.ARGON2_VERSION}${parameters}${salt}${digest}"
 
 
 class TokenError(Exception):

@@ -8,8 +8,6 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-import yaml
-
 from agenthub.core.errors import UnsupportedMediaType
 from agenthub.files.models import StoredFile
 from agenthub.files.schemas import ValidationCheck, ValidationReport
@@ -85,6 +83,8 @@ async def _parse_checks(row: StoredFile, kept: bytearray | None) -> list[Validat
     if kept is None:
         detail = f"larger than {MAX_PARSE_BYTES} bytes, not parsed"
         return [ValidationCheck(name="parse", passed=False, detail=detail)]
+    import yaml  # only when a file is validated: not at start-up
+
     try:
         document = await asyncio.to_thread(_parse, bytes(kept), row.content_type)
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
@@ -103,6 +103,8 @@ def _parse(content: bytes, content_type: str) -> Any:
         return json.loads(text)
     if content_type not in TEXT_TYPES:
         raise ValueError(f"{content_type} content is not a JSON or YAML document")
+    import yaml
+
     return yaml.safe_load(text)
 
 

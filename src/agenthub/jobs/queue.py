@@ -28,6 +28,7 @@ WAKE_CHANNEL = "jobs"
 """Workers listen here: `job.queued` {kind} wakes them, `job.cancel` {id} interrupts a run."""
 _WOKEN = "agenthub.jobs.woken"
 REAP_BATCH = 100
+COMPLETED_PROGRESS = {"percent": 100.0, "message": None}
 
 
 def job_data(job: Job) -> dict[str, Any]:
@@ -146,12 +147,15 @@ async def settle(
     error: dict[str, Any] | None = None,
 ) -> Job | None:
     """Record the attempt's final outcome (`completed`, `failed`); None if no longer ours.
+    A completed job's progress is 100 %, whatever its handler last reported.
 
     Run it first in its unit of work: the guarded UPDATE takes the row lock (the SQLite write
     lock) before anything else is read, so dependents see a consistent picture.
     """
     now = utcnow()
     values: dict[str, Any] = {"status": status, "result": result, "error": error}
+    if status == "completed":
+        values["progress"] = COMPLETED_PROGRESS
     values |= _finished(job.started_at, now)
     rows = await _rows(db, _owned(job.id, worker_id, job.attempts).values(**values))
     if not rows:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthub.config import Settings
 from agenthub.core.errors import ValidationFailed
 from agenthub.core.ids import new_id
+from agenthub.db.diagnosis import Problem, readiness_problem
 from agenthub.db.engine import Database
 from agenthub.jobs import queue
 from agenthub.jobs.context import JobContext, JobFailed
@@ -81,6 +82,7 @@ class Worker:
         self.processed = 0
         self._running: dict[str, Running] = {}
         self._wake = asyncio.Event()
+        self._database_ready = asyncio.Event()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
 
@@ -155,7 +157,29 @@ class Worker:
 
     # -- loops ---------------------------------------------------------------------------
 
+    async def _until_database_ready(self) -> bool:
+        """Wait until the database answers at the head migration, saying once why not (an
+        unmigrated database would otherwise fail every claim, every poll); False if the
+        worker is stopped first."""
+        told: Problem | None = None
+        while not self._stopping:
+            problem = await readiness_problem(self.database)
+            if problem is None:
+                if told is not None:
+                    log.info("database_ready", worker_id=self.id)
+                self._database_ready.set()
+                return True
+            if problem != told:
+                log.warning("database_not_ready", worker_id=self.id, detail=str(problem))
+                told = problem
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_seconds)
+            self._wake.clear()
+        return False
+
     async def _claim_loop(self) -> None:
+        if not await self._until_database_ready():
+            return
         backlog = False  # the last claim got all it asked for: more jobs are probably due
         while not self._stopping:
             self._wake.clear()
@@ -203,6 +227,7 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         """Renew leases every second; re-queue other workers' expired ones; stay listed."""
+        await self._database_ready.wait()
         lease = self.settings.job_lease_seconds
         last_reap = last_listed = 0.0
         while True:
@@ -234,6 +259,7 @@ class Worker:
                 self._interrupt(running, "lost")
 
     async def _schedule_loop(self) -> None:
+        await self._database_ready.wait()
         while True:
             try:
                 await run_due_schedules(self.database, self.settings, self.kinds)

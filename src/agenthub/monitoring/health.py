@@ -16,8 +16,9 @@ from starlette.responses import JSONResponse
 from agenthub.core.cache import Cache, CacheUnavailable
 from agenthub.core.errors import problem_response, problem_responses
 from agenthub.core.ratelimit import RateLimiter
+from agenthub.db.diagnosis import RUN_MIGRATE
 from agenthub.db.engine import Database
-from agenthub.db.migrate import current_revision, head_revision
+from agenthub.db.migrate import current_revision, pending_migration
 from agenthub.db.session import get_database
 from agenthub.monitoring.monitor import Monitor
 from agenthub.realtime.broker import BrokerUnavailable
@@ -69,13 +70,9 @@ async def check_database(database: Database) -> ComponentCheck:
             latency_ms=_ms(started),
             detail=f"unreachable ({type(exc).__name__})",
         )
-    head = head_revision()
-    if revision != head:
-        return ComponentCheck(
-            status="down",
-            latency_ms=_ms(started),
-            detail=f"schema at {revision or 'nothing'}, expected {head}; run `agenthub migrate`",
-        )
+    if pending := pending_migration(revision):
+        detail = f"{pending}; {RUN_MIGRATE}"
+        return ComponentCheck(status="down", latency_ms=_ms(started), detail=detail)
     return ComponentCheck(status="ok", latency_ms=_ms(started))
 
 

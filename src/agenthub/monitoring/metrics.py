@@ -28,15 +28,22 @@ from prometheus_client.registry import Collector
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900)
+STREAM_BUCKETS = (0.1, 1, 10, 60, 300, 900, 3600, 14400, 86400)
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests by route template", ["method", "route", "status"]
 )
 HTTP_DURATION = Histogram(
     "http_request_duration_seconds",
-    "HTTP request latency by route template",
+    "HTTP request latency by route template (a streamed response: until its headers)",
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
+)
+HTTP_STREAM_DURATION = Histogram(
+    "http_stream_duration_seconds",
+    "How long streamed responses (SSE, exports, downloads) stayed open, by route template",
+    ["method", "route"],
+    buckets=STREAM_BUCKETS,
 )
 TOKEN_USAGE = Counter("token_usage_total", "LLM tokens used", ["model", "direction"])
 WEBSOCKET_CONNECTIONS = Gauge(

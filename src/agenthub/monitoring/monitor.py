@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub import __version__
 from agenthub.config import Settings
+from agenthub.core.middleware import FinishedRequest
 from agenthub.db.base import utcnow
 from agenthub.db.engine import Database
 from agenthub.jobs.models import Job
@@ -27,6 +28,7 @@ from agenthub.monitoring.database import QueryTimer, instrument
 from agenthub.monitoring.metrics import (
     HTTP_DURATION,
     HTTP_REQUESTS,
+    HTTP_STREAM_DURATION,
     WEBSOCKET_CONNECTIONS,
     WEBSOCKET_DISCONNECTIONS,
     GaugeSource,
@@ -101,12 +103,15 @@ class Monitor:
 
     # -- reports -------------------------------------------------------------------------
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe_request(self, request: FinishedRequest) -> None:
+        method, route = request.method, request.route
         if route.startswith(UNMONITORED_PREFIXES):
             return
-        HTTP_REQUESTS.labels(method, route, str(status)).inc()
-        HTTP_DURATION.labels(method, route).observe(seconds)
-        self.performance.record(method, route, status, seconds)
+        HTTP_REQUESTS.labels(method, route, str(request.status)).inc()
+        HTTP_DURATION.labels(method, route).observe(request.seconds)
+        if request.stream_seconds is not None:
+            HTTP_STREAM_DURATION.labels(method, route).observe(request.stream_seconds)
+        self.performance.record(method, route, request.status, request.seconds)
 
     def websocket_opened(self) -> None:
         self.websockets += 1

@@ -2,19 +2,17 @@
 compatible endpoint, Ollama, vLLM, llama.cpp server), streamed.
 
 The SDK never retries (`max_retries=0`): retrying is the job's business, paced by the
-`RunnerError.transient` / `retry_after` this runner reports.
+`RunnerError.transient` / `retry_after` this runner reports. The SDK is imported only where
+the runner is configured: it takes longer to import than the rest of the server.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from typing import TYPE_CHECKING, Any
 
 from agenthub.config import Settings
 from agenthub.runners.base import (
@@ -28,6 +26,11 @@ from agenthub.runners.base import (
     Usage,
 )
 from agenthub.runners.resilience import parse_retry_after
+
+if TYPE_CHECKING:
+    import openai
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 # Request options passed through to the API; any other option is ignored, not sent.
 ALLOWED_OPTIONS = frozenset(
@@ -140,6 +143,8 @@ class _Collector:
 def runner_error(exc: openai.OpenAIError) -> RunnerError:
     """The SDK's error as a `RunnerError`: 429, 408, 409, 5xx and connection failures are
     transient; other statuses are not."""
+    import openai
+
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = f"openai: HTTP {status}: {_clip(exc.message)}"
@@ -169,6 +174,8 @@ class OpenAIRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client: AsyncOpenAI | None = None
+        if self.configured:  # import the SDK now rather than on the event loop at first use
+            importlib.import_module("openai")
 
     @property
     def configured(self) -> bool:
@@ -178,6 +185,8 @@ class OpenAIRunner:
         if self._client is None:
             if not self.configured:
                 raise RunnerError("runner 'openai' is not configured", transient=False)
+            from openai import AsyncOpenAI
+
             key = self.settings.openai_api_key
             self._client = AsyncOpenAI(
                 base_url=self.settings.openai_base_url,
@@ -194,6 +203,8 @@ class OpenAIRunner:
             self._client = None
 
     async def run(self, request: RunRequest, on_delta: OnDelta) -> Completion:
+        import openai
+
         client = self.client()
         model = request.model or self.settings.openai_model
         options = {k: v for k, v in request.options.items() if k in ALLOWED_OPTIONS}
@@ -225,6 +236,8 @@ class OpenAIRunner:
     async def health(self) -> RunnerHealth:
         if not self.configured:
             return RunnerHealth(self.name, False, False, None, None, "closed", "not configured")
+        import openai
+
         started = time.perf_counter()
         try:
             response = await self.client().models.with_raw_response.list(

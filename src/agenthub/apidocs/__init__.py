@@ -1,0 +1,1 @@
+"""The API reference pages, Swagger UI at `/docs` and ReDoc at `/redoc`, served offline."""
