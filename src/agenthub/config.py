@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import secrets
@@ -59,6 +60,9 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     auto_migrate: bool | None = None  # default: only for SQLite (embedded mode)
 
+    # Proxies (addresses or networks, "*" for any) whose X-Forwarded-For and X-Forwarded-Proto
+    # `agenthub serve` believes; empty: none, the client address is the connection's.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 1_048_576
     slow_request_seconds: float = 2.0
@@ -138,7 +142,12 @@ class Settings(BaseSettings):
     runner_breaker_reset_seconds: float = Field(default=30, gt=0)
 
     @field_validator(
-        "cors_origins", "files_allowed_types", "worker_kinds", "job_modules", mode="before"
+        "forwarded_allow_ips",
+        "cors_origins",
+        "files_allowed_types",
+        "worker_kinds",
+        "job_modules",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -166,6 +175,21 @@ class Settings(BaseSettings):
     ) -> SecretStr | None:
         if value is not None and info.data.get("environment") == "production":
             _check_production_secret(value.get_secret_value())
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            return ["*"]
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy)
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, "
+                    "or * for any)"
+                ) from None
         return value
 
     @field_validator("database_url")
