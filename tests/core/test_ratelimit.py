@@ -270,10 +270,10 @@ async def test_forwarded_for_counts_only_from_a_trusted_proxy(deployment: Deploy
     """By default a local client rotating X-Forwarded-For stays one address to the per-IP
     login limit; `--forwarded-allow-ips` makes the named proxy's header the client address."""
     rotating = [f"{FAR_IP[:-1]}{n}" for n in range(1, 6)]
-    limited = {"AGENTHUB_LOGIN_LIMIT_IP": "3/minute"}
-    with deployment.node(**limited) as node:
+    with deployment.node(AGENTHUB_LOGIN_LIMIT_IP="3/minute") as node:
         assert await failed_logins(node.http, rotating) == [401, 401, 401, 429, 429]
-    with deployment.node("--forwarded-allow-ips", "127.0.0.1", **limited) as node:
+    trusting = ("--forwarded-allow-ips", "127.0.0.1")
+    with deployment.node(*trusting, AGENTHUB_LOGIN_LIMIT_IP="3/minute") as node:
         assert await failed_logins(node.http, rotating) == [401] * 5
         assert await failed_logins(node.http, [OTHER_IP] * 4) == [401, 401, 401, 429]
 
