@@ -287,7 +287,7 @@ def _check_production_secret(value: str) -> None:
     `MIN_SECRET_BYTES`, or a placeholder from the shipped examples."""
     normalized = re.sub(r"[^a-z0-9]", "", value.lower())
     if any(marker in normalized for marker in PLACEHOLDER_SECRET_MARKERS):
-        problem = "is the example's placeholder"
+        problem = "is a placeholder from the examples"
     elif len(value.encode()) < MIN_SECRET_BYTES:
         problem = f"has {len(value.encode())} bytes, fewer than {MIN_SECRET_BYTES}"
     else:
