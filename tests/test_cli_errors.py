@@ -21,6 +21,7 @@ from realtime_support import redis_url
 from support import PASSWORD
 
 MIGRATE_HINT = "run `agenthub migrate`"
+DEPLOY_ENV = Path(__file__).resolve().parents[1] / "deploy" / "env"
 
 
 def told(result: subprocess.CompletedProcess[str], code: int) -> list[str]:
@@ -107,6 +108,50 @@ def test_an_unknown_variable_is_warned_about_with_the_closest_name(tmp_path: Pat
     shown = run(["config"], tmp_path, env)
     assert shown.returncode == 0 and '"port": 8000' in shown.stdout
     assert "did you mean AGENTHUB_PORT?" in shown.stderr
+
+
+def shipped_secrets() -> list[str]:
+    """Every `AGENTHUB_SECRET_KEY` value the example env files ship, commented out or not."""
+    found = {
+        match.group(1)
+        for path in DEPLOY_ENV.glob("*.env")
+        for match in re.finditer(r"^#?\s*AGENTHUB_SECRET_KEY=(\S+)$", path.read_text(), re.M)
+    }
+    assert found, "the examples show no AGENTHUB_SECRET_KEY"
+    return sorted(found)
+
+
+@pytest.mark.parametrize("secret", ["s3cr3", "x" * 31, *shipped_secrets()])
+@pytest.mark.parametrize("command", ["serve", "worker", "token"])
+def test_production_refuses_a_short_or_placeholder_secret(
+    tmp_path: Path, command: str, secret: str
+) -> None:
+    """Every command that signs or checks tokens (or runs beside processes that do) stops
+    with one line naming the variable, and never shows the value."""
+    env = clean_env(
+        AGENTHUB_ENVIRONMENT="production",
+        AGENTHUB_SECRET_KEY=secret,
+        AGENTHUB_REDIS_URL=redis_url(),  # not reached: the settings stop the worker before
+    )
+    args = [command, "--email", "ops@example.com"] if command == "token" else [command]
+    [line] = told(run(args, tmp_path, env), 2)
+    assert line.startswith("error: AGENTHUB_SECRET_KEY: the signing secret "), line
+    assert "refused in production" in line and "32 bytes" in line
+    assert secret not in line
+
+
+def test_a_weak_secret_is_fine_outside_production_and_a_strong_one_in_it(
+    tmp_path: Path,
+) -> None:
+    for environment, secret in [
+        ("development", "s3cr3"),
+        ("test", "change-me-to-a-long-random-string"),
+        ("production", "0123456789abcdef" * 2),  # 32 bytes
+    ]:
+        env = clean_env(AGENTHUB_ENVIRONMENT=environment, AGENTHUB_SECRET_KEY=secret)
+        result = run(["config"], tmp_path, env)
+        assert result.returncode == 0, result.stderr
+        assert f'"environment": "{environment}"' in result.stdout
 
 
 # --- the database ---------------------------------------------------------------------------

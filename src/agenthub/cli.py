@@ -85,6 +85,14 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Run no jobs here (use `agenthub worker`)")
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            metavar="IP,...",
+            help="Proxies whose X-Forwarded-For is believed: addresses, networks or * "
+            "(default: none) [AGENTHUB_FORWARDED_ALLOW_IPS]",
+        ),
+    ] = None,
 ) -> None:
     """Run the API server.
 
@@ -95,6 +103,8 @@ def serve(
 
     if no_worker:
         os.environ["AGENTHUB_WORKER_ENABLED"] = "false"  # read by each server process
+    if forwarded_allow_ips is not None:
+        os.environ["AGENTHUB_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     settings = _settings()
     if workers > 1 and not settings.redis_url:
         raise CommandError(
@@ -115,7 +125,10 @@ def serve(
             port=port or settings.port,
             workers=workers,
             log_config=None,
-            proxy_headers=True,
+            # Without a trusted proxy the client address is the connection's: uvicorn would
+            # otherwise believe X-Forwarded-For from any local peer.
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=30,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import secrets
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_FILE = ".agenthub-secret"  # noqa: S105 - a file name
@@ -20,6 +21,10 @@ ENV_PREFIX = "AGENTHUB_"
 DATABASE_URL_FORMS = (
     "postgresql+asyncpg://user:password@host:5432/name or sqlite+aiosqlite:///path/to/agenthub.db"
 )
+MIN_SECRET_BYTES = 32  # of AGENTHUB_SECRET_KEY in production
+# Placeholders of the shipped examples (deploy/env), compared without case or punctuation:
+# "change-me-to-a-long-random-string" and its variants.
+PLACEHOLDER_SECRET_MARKERS = ("changeme",)
 DEFAULT_ALLOWED_FILE_TYPES = (
     "text/plain",
     "text/markdown",
@@ -42,6 +47,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
+    # Before `secret_key`, whose check depends on it.
+    environment: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./agenthub.db"
     redis_url: str | None = None
     secret_key: SecretStr | None = None
@@ -49,11 +56,13 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     auto_migrate: bool | None = None  # default: only for SQLite (embedded mode)
 
+    # Proxies (addresses or networks, "*" for any) whose X-Forwarded-For and X-Forwarded-Proto
+    # `agenthub serve` believes; empty: none, the client address is the connection's.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 1_048_576
     slow_request_seconds: float = 2.0
@@ -133,7 +142,12 @@ class Settings(BaseSettings):
     runner_breaker_reset_seconds: float = Field(default=30, gt=0)
 
     @field_validator(
-        "cors_origins", "files_allowed_types", "worker_kinds", "job_modules", mode="before"
+        "forwarded_allow_ips",
+        "cors_origins",
+        "files_allowed_types",
+        "worker_kinds",
+        "job_modules",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -153,6 +167,30 @@ class Settings(BaseSettings):
                 raise ValueError(f"{part!r} is not group=limit (e.g. files=120/minute)")
             pairs[group.strip()] = limit.strip()
         return pairs
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_in_production(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is not None and info.data.get("environment") == "production":
+            _check_production_secret(value.get_secret_value())
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            return ["*"]
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy)
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, "
+                    "or * for any)"
+                ) from None
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -241,6 +279,22 @@ def _database_url(url: str) -> str:
         return "sqlite+aiosqlite://" + rest
     raise ValueError(
         f"{_mask_url(url)!r} is not a supported database URL; use {DATABASE_URL_FORMS}"
+    )
+
+
+def _check_production_secret(value: str) -> None:
+    """Refuse a signing secret anyone could guess or brute-force: shorter than
+    `MIN_SECRET_BYTES`, or a placeholder from the shipped examples."""
+    normalized = re.sub(r"[^a-z0-9]", "", value.lower())
+    if any(marker in normalized for marker in PLACEHOLDER_SECRET_MARKERS):
+        problem = "is a placeholder from the examples"
+    elif len(value.encode()) < MIN_SECRET_BYTES:
+        problem = f"has {len(value.encode())} bytes, fewer than {MIN_SECRET_BYTES}"
+    else:
+        return
+    raise ValueError(
+        f"the signing secret {problem}, refused in production; set it to a random value of "
+        f"{MIN_SECRET_BYTES} bytes or more, e.g. the output of `openssl rand -hex 32`"
     )
 
 

@@ -248,3 +248,43 @@ async def test_websocket_handshakes_over_the_limit_close_with_4429(connect_limit
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
     async with httpx.AsyncClient(base_url=connect_limited) as client:
         assert await refused_count(client, "ws") >= 1
+
+
+async def failed_logins(base: str, forwarded_for: list[str]) -> list[int]:
+    """The statuses of failed logins from 127.0.0.1, each claiming to be forwarded for the
+    next address."""
+    statuses = []
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        for address in forwarded_for:
+            response = await client.post(
+                "/v1/auth/login",
+                json={"email": "nobody@example.com", "password": "not the password"},
+                headers={"X-Forwarded-For": address},
+            )
+            statuses.append(response.status_code)
+    return statuses
+
+
+@pytest.mark.slow
+async def test_forwarded_for_counts_only_from_a_trusted_proxy(deployment: Deployment) -> None:
+    """By default a local client rotating X-Forwarded-For stays one address to the per-IP
+    login limit; `--forwarded-allow-ips` makes the named proxy's header the client address."""
+    rotating = [f"{FAR_IP[:-1]}{n}" for n in range(1, 6)]
+    with deployment.node(AGENTHUB_LOGIN_LIMIT_IP="3/minute") as node:
+        assert await failed_logins(node.http, rotating) == [401, 401, 401, 429, 429]
+    trusting = ("--forwarded-allow-ips", "127.0.0.1")
+    with deployment.node(*trusting, AGENTHUB_LOGIN_LIMIT_IP="3/minute") as node:
+        assert await failed_logins(node.http, rotating) == [401] * 5
+        assert await failed_logins(node.http, [OTHER_IP] * 4) == [401, 401, 401, 429]
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).forwarded_allow_ips == []
+    monkeypatch.setenv("AGENTHUB_FORWARDED_ALLOW_IPS", "10.0.0.5, 10.1.0.0/16,::1")
+    assert Settings(_env_file=None).forwarded_allow_ips == ["10.0.0.5", "10.1.0.0/16", "::1"]
+    monkeypatch.setenv("AGENTHUB_FORWARDED_ALLOW_IPS", "10.0.0.5,*")
+    assert Settings(_env_file=None).forwarded_allow_ips == ["*"]
+    for value in ("proxy.internal", "10.0.0.1/8"):
+        monkeypatch.setenv("AGENTHUB_FORWARDED_ALLOW_IPS", value)
+        with pytest.raises(ValidationError, match="is not an IP address or network"):
+            Settings(_env_file=None)

@@ -20,6 +20,8 @@ from starlette.types import Message
 
 from agenthub.config import Settings
 from conftest import AccountFactory, asgi_client, custom_app
+from processes import Server
+from realtime_support import sign_up
 from support import Account, assert_problem, record_events
 
 BOUNDARY = "agenthub-test-boundary"
@@ -92,12 +94,19 @@ def raw_form(parts: Iterable[tuple[str, str | None, bytes]]) -> bytes:
 
 
 async def post_raw(
-    client: httpx.AsyncClient, account: Account, body: bytes | AsyncIterator[bytes]
+    client: httpx.AsyncClient,
+    account: Account,
+    body: bytes | AsyncIterator[bytes],
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     return await client.post(
         "/v1/files",
         content=body,
-        headers={**account.headers, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        headers={
+            **account.headers,
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            **(headers or {}),
+        },
     )
 
 
@@ -430,6 +439,48 @@ async def test_idempotent_upload_is_replayed_not_repeated(
     listed = await client.get("/v1/files", headers=account.headers)
     assert len(listed.json()["data"]) == 2
     assert len(stored_objects(settings)) == 2
+    other = await upload(client, account, [("a.txt", b"other\n")], status=422, headers=key)
+    assert assert_problem(other, 422)["errors"][0]["field"] == "Idempotency-Key"
+    assert len(stored_objects(settings)) == 2
+
+
+async def test_an_upload_key_is_bound_to_the_whole_form(
+    server: Server, api: httpx.AsyncClient
+) -> None:
+    """Black box, on both deployments: the same key and form, even with another boundary,
+    replay the first answer; another file's content or name, or another field, is a 422 and
+    keeps nothing."""
+    account = await sign_up(server.http)
+
+    async def send(boundary: str, name: str, content: bytes, **fields: str) -> httpx.Response:
+        return await api.post(
+            "/v1/files",
+            files=[("files", (name, content, "text/plain"))],
+            data=fields,
+            headers={
+                **account.headers,
+                "Idempotency-Key": "upload-1",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+        )
+
+    first = await send("first-boundary", "a.txt", b"first\n")
+    assert first.status_code == 201, first.text
+    again = await send("second-boundary", "a.txt", b"first\n")
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    for name, content, fields in [
+        ("a.txt", b"second\n", {}),
+        ("b.txt", b"first\n", {}),
+        ("a.txt", b"first\n", {"purpose": "document"}),
+    ]:
+        refused = assert_problem(await send("first-boundary", name, content, **fields), 422)
+        assert refused["errors"][0]["field"] == "Idempotency-Key"
+    [stored] = first.json()["data"]
+    listed = await api.get("/v1/files", headers=account.headers)
+    assert [item["id"] for item in listed.json()["data"]] == [stored["id"]]
+    download = await api.get(f"/v1/files/{stored['id']}/content", headers=account.headers)
+    assert download.content == b"first\n"
 
 
 async def test_other_routes_keep_the_app_wide_body_limit(
@@ -461,18 +512,28 @@ async def test_large_upload_streams_in_bounded_memory(
     warm_up = raw_form([("files", "small.txt", b"warm up\n")])
     assert (await post_raw(client, account, warm_up)).status_code == 201
 
-    tracemalloc.start()
-    try:
-        response = await post_raw(client, account, body())
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    async def peak_of_upload() -> tuple[httpx.Response, int]:
+        """The response of the upload with an Idempotency-Key, and the peak of Python
+        allocations while it ran."""
+        tracemalloc.start()
+        try:
+            response = await post_raw(client, account, body(), {"Idempotency-Key": "big"})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return response, peak
+
+    response, peak = await peak_of_upload()
     assert response.status_code == 201, response.text
     item = response.json()["data"][0]
     assert item["size"] == len(chunk) * count
     assert item["sha256"] == digest.hexdigest()
     # Measured: a few hundred KiB (one network chunk in a few copies), whatever the size.
     assert peak < 2 * 1024 * 1024, f"peak {peak} bytes for a {item['size']} byte upload"
+    # A repeat is read through to compare its hash: in bounded memory too.
+    replay, peak = await peak_of_upload()
+    assert replay.headers.get("idempotent-replayed") == "true", replay.text
+    assert peak < 2 * 1024 * 1024, f"peak {peak} bytes for a replayed upload"
     path = next(p for p in stored_objects(settings) if p.name == item["id"])
     assert path.stat().st_size == item["size"]
 

@@ -5,6 +5,7 @@ a live app exposes, and the settings agenthub knows."""
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 from itertools import combinations
 from pathlib import Path
@@ -235,4 +236,6 @@ def test_env_examples_name_only_real_settings(example: Path) -> None:
     assert named
     unknown = {name for name in named if name.lower() not in Settings.model_fields}
     assert not unknown, f"{example.name} names settings agenthub does not have: {unknown}"
-    Settings(_env_file=example)  # and its values validate
+    # Its values validate, once the secret's placeholder is replaced: production refuses it
+    # (tests/test_cli_errors.py).
+    Settings(_env_file=example, secret_key=secrets.token_hex(32))

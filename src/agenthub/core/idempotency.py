@@ -1,7 +1,9 @@
 """`Idempotency-Key` for creating POSTs: a repeat within 24 h replays the first response.
 
 The record is written in the same transaction as what the request creates, so either both
-exist or neither does; a concurrent duplicate hits the primary key and gets 409.
+exist or neither does; a concurrent duplicate hits the primary key and gets 409. The key is
+bound to a hash of the request: a JSON body's bytes, or a streamed body's own digest (a file
+upload, hashed while it is read, never held in memory).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
@@ -39,6 +41,12 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class StreamedBody(Protocol):
+    async def digest(self) -> str:
+        """A hash of the whole body, after reading whatever the handler left of it."""
+        ...
+
+
 class Idempotency:
     """Runs a creating handler at most once per (caller, key, body)."""
 
@@ -54,17 +62,28 @@ class Idempotency:
         host = self.request.client.host if self.request.client else "unknown"
         return f"ip:{host}"
 
-    async def _request_hash(self) -> str:
+    async def _request_hash(self, streamed: StreamedBody | None) -> str:
         digest = hashlib.sha256(f"{self.request.method} {self.request.url.path}\n".encode())
-        if self.request.headers.get("content-type", "").startswith("application/json"):
+        if streamed is not None:
+            digest.update((await streamed.digest()).encode())
+        elif self.request.headers.get("content-type", "").startswith("application/json"):
             digest.update(await self.request.body())
         return digest.hexdigest()
 
-    async def run(self, status_code: int, produce: Callable[[], Awaitable[BaseModel]]) -> Any:
-        """The response of `produce()`, or the stored one for a repeated key and body."""
+    async def run(
+        self,
+        status_code: int,
+        produce: Callable[[], Awaitable[BaseModel]],
+        *,
+        streamed: StreamedBody | None = None,
+    ) -> Any:
+        """The response of `produce()`, or the stored one for a repeated key and body.
+
+        A `streamed` body is left for `produce` to read; a repeat reads it only to hash it,
+        after ending the lookup's transaction (the body may take minutes to arrive)."""
         if self.key is None:
             return _json(status_code, await produce())
-        scope, request_hash = self._scope(), await self._request_hash()
+        scope = self._scope()
         record = await self.db.get(IdempotencyRecord, (scope, self.key))
         if record is not None and record.created_at < utcnow() - TTL:
             await self.db.execute(
@@ -74,7 +93,9 @@ class Idempotency:
             )
             record = None
         if record is not None:
-            if record.request_hash != request_hash:
+            if streamed is not None:
+                await self.db.commit()
+            if record.request_hash != await self._request_hash(streamed):
                 raise ValidationFailed(
                     "This Idempotency-Key was used with a different request.",
                     errors=[FieldError(field="Idempotency-Key", message="reused with a new body")],
@@ -87,7 +108,7 @@ class Idempotency:
             IdempotencyRecord(
                 scope=scope,
                 key=self.key,
-                request_hash=request_hash,
+                request_hash=await self._request_hash(streamed),
                 status_code=status_code,
                 body=response.body_json,
             )

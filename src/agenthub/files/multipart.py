@@ -5,10 +5,15 @@ so a refused or oversized upload is only noticed once it has been written in ful
 file is written twice. This reader drives python-multipart's push parser from the request
 stream instead: the caller pulls `parts()` and each part's `chunks()`, and nothing is read
 from the network faster than the caller consumes it. Memory stays at one network chunk.
+
+The reader also hashes the form as it goes (each part's name, file name and content, in
+order), for an `Idempotency-Key`: the raw bytes would not do, as a client that sends the same
+form again usually picks a new boundary.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -69,7 +74,10 @@ class MultipartReader:
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._exhausted = False
+        self._ended = False
         self._in_part = False
+        self._form_digest = hashlib.sha256()
+        self._part_digest = hashlib.sha256()
         try:
             self._parser = MultipartParser(
                 boundary,
@@ -89,9 +97,10 @@ class MultipartReader:
 
     async def parts(self) -> AsyncIterator[Part]:
         """Each part in body order; the rest of a part the caller did not read is skipped."""
-        while True:
+        while not self._ended:
             event, _, _ = await self._next()
             if event is _Event.END:
+                self._ended = True
                 return
             if event is not _Event.PART_BEGIN:
                 raise _malformed()
@@ -101,18 +110,30 @@ class MultipartReader:
                 headers[item[1].decode("latin-1").lower()] = item[2].decode("latin-1")
             if item[0] is not _Event.HEADERS_DONE:
                 raise _malformed()
+            part = _part(self, headers)
             self._in_part = True
-            yield _part(self, headers)
+            self._part_digest = hashlib.sha256()
+            for label in (part.name, part.filename):
+                self._form_digest.update(_framed(label))
+            yield part
             async for _ in self._part_data():
                 pass
+
+    async def digest(self) -> str:
+        """The SHA-256 of the whole form, reading (and skipping) what is left of the body."""
+        async for _ in self.parts():
+            pass
+        return self._form_digest.hexdigest()
 
     async def _part_data(self) -> AsyncIterator[bytes]:
         while self._in_part:
             event, data, _ = await self._next()
             if event is _Event.DATA:
+                self._part_digest.update(data)
                 yield data
             elif event is _Event.PART_END:
                 self._in_part = False
+                self._form_digest.update(self._part_digest.digest())
             else:
                 raise _malformed()
 
@@ -162,6 +183,14 @@ def _part(reader: MultipartReader, headers: dict[str, str]) -> Part:
         headers=headers,
         _reader=reader,
     )
+
+
+def _framed(label: str | None) -> bytes:
+    """`label` for a hash, unambiguously: absent, or its length and its bytes."""
+    if label is None:
+        return b"\x00"
+    raw = label.encode()
+    return b"\x01" + len(raw).to_bytes(8, "big") + raw
 
 
 def _decode(raw: bytes) -> str:

@@ -112,7 +112,9 @@ async def upload_files(
         return UploadResult(data=[FileOut.from_row(row) for row in rows])
 
     try:
-        result: UploadResult = await idempotency.run(status.HTTP_201_CREATED, upload)
+        result: UploadResult = await idempotency.run(
+            status.HTTP_201_CREATED, upload, streamed=reader
+        )
     except BaseException:
         await service.discard(storage, staged)
         raise
