@@ -39,9 +39,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
 
 
 def _read_json(text: str) -> Any:
-    """A JSON column's value. SQLite stores any JSON text, so a lone surrogate written before
-    request bodies were checked comes back as U+FFFD rather than failing every response that
-    shows it. (PostgreSQL refuses such text: nothing to repair there.)"""
+    """A JSON column's value. SQLite and PostgreSQL's `json` type keep the JSON text they are
+    given, escapes included, so a lone surrogate written before request bodies were checked
+    comes back as U+FFFD rather than failing every response that shows it."""
     value = json.loads(text)
     if may_hold_surrogate(text) and surrogate_path(value) is not None:
         value = json.loads(valid_text(json.dumps(value, ensure_ascii=False)))
@@ -66,6 +66,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         pool_timeout=settings.db_timeout_seconds,
         connect_args={"timeout": settings.db_timeout_seconds},
+        json_deserializer=_read_json,
     )
     event.listen(engine.sync_engine, "handle_error", _discard_stuck_connection)
     return engine
