@@ -221,9 +221,9 @@ class JsonTextMiddleware:
     whatever the field: typed or free-form (metadata, preferences, options).
 
     A JSON body is read whole (FastAPI reads it whole before parsing anyway) and handed on
-    as it came. Only a body that spells a surrogate (`may_hold_surrogate`: one regex scan,
-    true for almost no real body) is decoded here to find the field; one that does not parse
-    is left to the app, which answers it as malformed.
+    as it came. Only a body that spells a surrogate (`may_hold_surrogate`: a scan for JSON's
+    escape of one, true for almost no real body) is decoded here to find the field; one that
+    does not parse is left to the app, which answers it as malformed.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -236,25 +236,36 @@ class JsonTextMiddleware:
         messages = [await receive()]
         while messages[-1]["type"] == "http.request" and messages[-1].get("more_body", False):
             messages.append(await receive())
-        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        if may_hold_surrogate(body):
-            where = _surrogate_field(body)
-            if where is not None:
-                refusal = render_error(not_unicode(where, "The request body"), scope["path"])
-                await refusal(scope, receive, send)
-                return
-        pending = iter(messages)
+        if len(messages) == 1:
+            body: bytes = messages[0].get("body", b"")
+        else:
+            body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        if may_hold_surrogate(body) and (where := _surrogate_field(body)) is not None:
+            refusal = render_error(not_unicode(where, "The request body"), scope["path"])
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, _Replay(messages, receive), send)
 
-        async def replay() -> Message:
-            return next(pending, None) or await receive()
 
-        await self.app(scope, replay, send)
+class _Replay:
+    """A `receive` that gives the messages already read, then what the client sends next."""
+
+    def __init__(self, messages: list[Message], receive: Receive) -> None:
+        self.messages = messages
+        self.receive = receive
+
+    async def __call__(self) -> Message:
+        if self.messages:
+            return self.messages.pop(0)
+        return await self.receive()
 
 
 def _is_json(content_type: str | None) -> bool:
     """Whether FastAPI parses a body of this type as JSON (`application/json`, `...+json`)."""
     if content_type is None:
         return False
+    if content_type == "application/json":
+        return True
     media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")

@@ -17,10 +17,13 @@ from agenthub.core.errors import FieldError, ValidationFailed
 
 Path = tuple[str | int, ...]
 
-# A surrogate escape (`\uD800`-`\uDFFF`, paired or not), or a surrogate already decoded; in
-# bytes, also UTF-8's encoding of a surrogate (ED A0-BF), which `json.loads` lets through.
-_SURROGATE_SPELLING = re.compile(r"\\u[dD][89abcdefABCDEF]|[\ud800-\udfff]")
-_SURROGATE_SPELLING_BYTES = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
+# JSON's escape for a surrogate (`\uD800`-`\uDFFF`, paired or not); in bytes, also UTF-8's
+# encoding of a surrogate (ED A0-BF ..), which `json.loads` decodes with `surrogatepass`. Each
+# pattern starts with a literal, which `re` finds with a fast scan.
+_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_ESCAPE_BYTES = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_ENCODED_BYTES = re.compile(rb"\xed[\xa0-\xbf]")
+_NOT_UTF8 = (b"\xef", b"\xfe", b"\xff")  # first byte of a byte order mark
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 LONE_SURROGATE = "must be valid Unicode text, without a lone surrogate (\\ud800-\\udfff)"
@@ -28,19 +31,30 @@ LONE_SURROGATE = "must be valid Unicode text, without a lone surrogate (\\ud800-
 
 def may_hold_surrogate(text: str | bytes) -> bool:
     """Whether JSON `text` could decode to a string holding a surrogate: a quick scan that
-    only errs towards yes (a well-formed pair also says yes). Bytes in an encoding other than
-    UTF-8 (a byte order mark, or a NUL among the first bytes, as `json.loads` detects UTF-16
-    and UTF-32) always say yes."""
+    errs only towards yes (an escaped pair, which decodes to one character, also says yes).
+
+    Text decoded from UTF-8 (a WebSocket frame, a column) cannot hold a surrogate itself,
+    only the escape. Bytes in another encoding (a byte order mark, or a NUL among the first
+    bytes, as `json.loads` detects UTF-16 and UTF-32) always say yes."""
     if isinstance(text, str):
-        return _SURROGATE_SPELLING.search(text) is not None
-    if text[:1] in (b"\xef", b"\xfe", b"\xff") or b"\x00" in text[:4]:
-        return True
-    return _SURROGATE_SPELLING_BYTES.search(text) is not None
+        return "\\u" in text and _ESCAPE.search(text) is not None
+    return (
+        (b"\\u" in text and _ESCAPE_BYTES.search(text) is not None)
+        or (b"\xed" in text and _ENCODED_BYTES.search(text) is not None)
+        or text[:1] in _NOT_UTF8
+        or b"\x00" in text[:4]
+    )
 
 
 def has_surrogate(text: str) -> bool:
     """Whether `text` holds a surrogate code point (which UTF-8 cannot encode)."""
-    return not text.isascii() and _SURROGATE.search(text) is not None
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def surrogate_path(value: Any) -> Path | None:
