@@ -60,10 +60,6 @@ async def history(api: httpx.AsyncClient, account: Account, channel: str) -> lis
     return events
 
 
-async def still_open(peer: WsPeer) -> None:
-    assert (await peer.request({"type": "ping"}))["type"] == "pong"
-
-
 async def test_a_lone_surrogate_publish_is_refused_and_the_room_carries_on(
     server: Server, api: httpx.AsyncClient
 ) -> None:
@@ -85,12 +81,12 @@ async def test_a_lone_surrogate_publish_is_refused_and_the_room_carries_on(
         assert refused["message"].startswith("data.x: "), refused
         key = await speaker.request({"type": "publish", "channel": channel, "data": {LONE: 1}})
         assert (key["type"], key["code"]) == ("error", "invalid_frame"), key
-        await still_open(speaker)
+        await speaker.barrier()
 
         after = await speaker.publish(channel, {"text": "after"})
         heard = await listener.event(channel, "room.message")
         assert (heard["offset"], heard["data"]["data"]) == (after["offset"], {"text": "after"})
-        await still_open(listener)
+        await listener.barrier()
         assert (await first_message(stream))["data"]["data"] == {"text": "after"}
 
     events = await history(api, alice, channel)
@@ -101,7 +97,7 @@ async def test_a_lone_surrogate_publish_is_refused_and_the_room_carries_on(
         await late.subscribe(channel, since={"offset": 0})
         replayed = await late.event(channel, "room.message")
         assert replayed["data"]["data"] == {"text": "after"}
-        await still_open(late)
+        await late.barrier()
 
 
 async def test_a_frame_nested_5000_deep_is_invalid_json_without_a_traceback(
@@ -119,7 +115,7 @@ async def test_a_frame_nested_5000_deep_is_invalid_json_without_a_traceback(
         )
         reply = await peer.next()
         assert (reply["type"], reply["code"]) == ("error", "invalid_json"), reply
-        await still_open(peer)
+        await peer.barrier()
     log = server.log.read_text()[logged:]
     assert "Traceback" not in log and "frame_failed" not in log, log
 
