@@ -3,9 +3,10 @@ where it goes out.
 
 JSON can spell a lone surrogate (`"\\ud800"`) and Python decodes it into a `str` that no UTF-8
 encoder accepts, so once stored such a string breaks every reader: a response, a WebSocket
-frame. Input is checked once at the edge (`surrogate_path` behind the cheap `may_hold_surrogate`
-test); serialized output goes through `valid_text`, so a value that got in anyway (stored
-before the check existed, written straight into Redis) is sent with U+FFFD in its place.
+frame. Input is checked once, at the edge: `surrogate_in` walks a decoded value only when the
+quick scan of its JSON text (`may_hold_surrogate`) cannot rule a surrogate out. Serialized
+output goes through `valid_text`, so a value that got in anyway (stored before the check
+existed, written straight into Redis) is sent with U+FFFD in its place.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ _ESCAPE_BYTES = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _ENCODED_BYTES = re.compile(rb"\xed[\xa0-\xbf]")
 _NOT_UTF8 = (b"\xef", b"\xfe", b"\xff")  # first byte of a byte order mark
 _SURROGATE = re.compile("[\ud800-\udfff]")
-REPLACEMENT = "\ufffd"
 LONE_SURROGATE = "must be valid Unicode text, without a lone surrogate (\\ud800-\\udfff)"
 
 
@@ -78,6 +78,12 @@ def surrogate_path(value: Any) -> Path | None:
     return None
 
 
+def surrogate_in(text: str | bytes, value: Any) -> Path | None:
+    """`surrogate_path` of `value`, decoded from the JSON `text`; not walked when the quick scan
+    of `text` rules a surrogate out."""
+    return surrogate_path(value) if may_hold_surrogate(text) else None
+
+
 def dotted(path: Path) -> str:
     """`path` as a field name (`metadata.tags.0`; empty for the value itself), with its own
     surrogates replaced so that it can be shown."""
@@ -94,4 +100,4 @@ def not_unicode(field: str, what: str) -> ValidationFailed:
 
 def valid_text(text: str) -> str:
     """`text` with each surrogate replaced by U+FFFD; `text` itself when it has none."""
-    return _SURROGATE.sub(REPLACEMENT, text) if has_surrogate(text) else text
+    return _SURROGATE.sub("\ufffd", text) if has_surrogate(text) else text

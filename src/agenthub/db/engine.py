@@ -22,7 +22,7 @@ from agenthub.config import Settings
 from agenthub.core.cache import take_touched
 from agenthub.core.errors import AgentHubError
 from agenthub.core.events import Publisher, log_publisher, take_pending
-from agenthub.core.text import may_hold_surrogate, surrogate_path, valid_text
+from agenthub.core.text import surrogate_in, valid_text
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 T = TypeVar("T")
@@ -43,7 +43,7 @@ def _read_json(text: str) -> Any:
     given, escapes included, so a lone surrogate written before request bodies were checked
     comes back as U+FFFD rather than failing every response that shows it."""
     value = json.loads(text)
-    if may_hold_surrogate(text) and surrogate_path(value) is not None:
+    if surrogate_in(text, value) is not None:
         value = json.loads(valid_text(json.dumps(value, ensure_ascii=False)))
     return value
 

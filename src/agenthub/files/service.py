@@ -25,7 +25,7 @@ from agenthub.core.ids import new_id
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.ownership import owned_by
 from agenthub.core.pagination import PageParams, keyset_page
-from agenthub.core.text import dotted, may_hold_surrogate, not_unicode, surrogate_path
+from agenthub.core.text import dotted, not_unicode, surrogate_in
 from agenthub.db.base import utcnow
 from agenthub.files.filenames import FALLBACK_NAME, sanitize_filename
 from agenthub.files.models import PURPOSES, StoredFile
@@ -153,7 +153,7 @@ def _set_field(form: UploadForm, name: str, raw: bytes) -> None:
             raise _invalid(name, "must be a JSON object") from exc
         if not isinstance(parsed, dict):
             raise _invalid(name, "must be a JSON object")
-        if may_hold_surrogate(value) and (path := surrogate_path(parsed)) is not None:
+        if (path := surrogate_in(value, parsed)) is not None:
             raise not_unicode(dotted((name, *path)), f"Form field {name!r}")
         form.metadata = _validated(_metadata, parsed, name)
     else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from agenthub.core.text import LONE_SURROGATE, dotted, may_hold_surrogate, surrogate_path
+from agenthub.core.text import LONE_SURROGATE, dotted, surrogate_in
 from agenthub.realtime.broker import BrokerUnavailable
 from agenthub.realtime.channels import ChannelRefused
 from agenthub.realtime.connection import Connection
@@ -39,7 +39,7 @@ def decode(text: str) -> Any:
         raw = json.loads(text)
     except (ValueError, RecursionError):
         raise FrameError("invalid_json", "A frame is one JSON object.") from None
-    if may_hold_surrogate(text) and (path := surrogate_path(raw)) is not None:
+    if (path := surrogate_in(text, raw)) is not None:
         where = dotted(path) or "frame"
         raise FrameError("invalid_frame", f"{where}: {LONE_SURROGATE}.", id_of(raw))
     return raw
