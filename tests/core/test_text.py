@@ -26,6 +26,8 @@ from processes import Server
 from realtime_support import sign_up
 from support import Account, assert_problem, error_fields
 
+pytestmark = pytest.mark.slow
+
 LONE = "\ud800"
 # What a client sends for `{"x": "\ud800"}`: JSON's escape (as `json.dumps` writes it).
 LONE_ESCAPED = json.dumps({"x": LONE})
