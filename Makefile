@@ -56,6 +56,7 @@ bench: install-dev
 	$(PY) bench/jobs.py
 	$(PY) bench/cache.py
 	$(PY) bench/load.py
+	$(PY) bench/text.py
 
 # Move every dependency to the newest release its bounds in pyproject.toml allow.
 upgrade: | $(UV)

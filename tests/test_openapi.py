@@ -6,6 +6,12 @@ few random valid and invalid ones), sent authenticated as a real user (an admini
 match the document: a documented status code, the documented media type, a body valid against
 the documented schema.
 
+Hypothesis never draws a lone UTF-16 surrogate for a string (UTF-8 cannot encode one), but JSON
+can spell one (`"\\ud800"`) and a server must refuse it: the `flatmap_body` hook puts one into a
+string or key of about half of the JSON bodies. Query and path parameters cannot carry one (a
+URL's percent-escapes decode to U+FFFD), and multipart parts are strict UTF-8 but for the JSON
+in a file's `metadata` field; tests/core/test_text.py covers those.
+
 The published document gives every operation a `default` problem response, which would make
 any status code "documented"; the run checks against a copy without it, so every status code
 an operation returns must be listed for that operation.
@@ -32,7 +38,8 @@ import pytest
 import schemathesis
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, find, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
@@ -45,6 +52,7 @@ from schemathesis.specs.openapi.checks import (
 from agenthub.app import create_app
 from agenthub.auth import service
 from agenthub.config import Settings
+from agenthub.core.text import surrogate_path
 from conftest import asgi_client, empty_tables, make_settings
 from support import PASSWORD
 
@@ -105,6 +113,52 @@ schema = (
     .exclude(method=DELETE_ACCOUNT[0], path=DELETE_ACCOUNT[1])
     .exclude(method=EVENT_STREAM[0], path=EVENT_STREAM[1])
 )
+
+LONE_SURROGATES = st.characters(categories=["Cs"])
+
+
+def _strings(value: Any) -> int:
+    """How many strings and keys a decoded JSON value holds."""
+    if isinstance(value, str):
+        return 1
+    if isinstance(value, dict):
+        return sum(1 + _strings(child) for child in value.values())
+    if isinstance(value, list):
+        return sum(_strings(child) for child in value)
+    return 0
+
+
+def _spliced(value: Any, slot: int, char: str) -> tuple[Any, int]:
+    """`value` with `char` appended to its `slot`-th string or key (in `_strings` order), and
+    what is left of `slot` past `value`."""
+    if isinstance(value, str):
+        return (value + char if slot == 0 else value), slot - 1
+    if isinstance(value, dict):
+        result: dict[str, Any] = {}
+        for key, child in value.items():
+            name = key + char if slot == 0 else key
+            result[name], slot = _spliced(child, slot - 1, char)
+        return result, slot
+    if isinstance(value, list):
+        items = []
+        for child in value:
+            item, slot = _spliced(child, slot, char)
+            items.append(item)
+        return items, slot
+    return value, slot
+
+
+@schema.hook
+def flatmap_body(context: Any, body: Any) -> st.SearchStrategy[Any]:
+    """A JSON body as generated, or with a lone surrogate in one of its strings or keys."""
+    json_only = context.operation.get_request_payload_content_types() == ["application/json"]
+    count = _strings(body) if json_only else 0
+    if not count:
+        return st.just(body)
+    spliced = st.tuples(st.integers(0, count - 1), LONE_SURROGATES).map(
+        lambda choice: _spliced(body, *choice)[0]
+    )
+    return st.just(body) | spliced
 
 
 @dataclass
@@ -180,6 +234,16 @@ def test_run_covers_every_operation() -> None:
     operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]
     covered = {(operation.method.upper(), operation.path) for operation in operations}
     assert covered == documented - {DELETE_ACCOUNT, EVENT_STREAM}
+
+
+def test_json_bodies_carry_lone_surrogates() -> None:
+    operation = schema["/v1/projects"]["POST"]
+    case = find(
+        operation.as_strategy(),
+        lambda case: surrogate_path(case.body) is not None,
+        settings=settings(database=None, suppress_health_check=list(HealthCheck)),
+    )
+    assert isinstance(case.body, dict)
 
 
 def test_every_operation_documents_problem_errors() -> None:

@@ -18,7 +18,11 @@ from agenthub.config import Settings
 from agenthub.core.cache import CACHE_HEADER, create_cache
 from agenthub.core.errors import install_error_handlers
 from agenthub.core.logging import configure_logging
-from agenthub.core.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from agenthub.core.middleware import (
+    BodyLimitMiddleware,
+    JsonTextMiddleware,
+    RequestContextMiddleware,
+)
 from agenthub.core.openapi import install_openapi
 from agenthub.core.ratelimit import (
     RATE_LIMIT_HEADERS,
@@ -146,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
+    app.add_middleware(JsonTextMiddleware)  # inside the body limit: reads bodies within it
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=upload_body_limits(settings)
     )

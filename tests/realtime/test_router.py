@@ -90,7 +90,9 @@ async def test_connections_lists_own_with_transport_and_channels(
     assert await eventually(gone)  # closed WebSocket and SSE stream are forgotten
 
 
-async def test_rooms_count_members_until_they_leave(server: Server, api: httpx.AsyncClient) -> None:
+async def test_rooms_count_members_until_they_leave(
+    server: Server, api: httpx.AsyncClient, admin: Account
+) -> None:
     alice = await sign_up(server.http)
     bob = await sign_up(server.http)
     name = room()
@@ -103,9 +105,11 @@ async def test_rooms_count_members_until_they_leave(server: Server, api: httpx.A
 
             await first.request({"type": "unsubscribe", "channel": name})
             assert await room_members(api, bob, name) == 1
+            assert await room_members(api, alice, name) is None  # listed to members only
+            assert await room_members(api, admin, name) == 1
 
         async def empty() -> bool:
-            return await room_members(api, alice, name) is None
+            return await room_members(api, admin, name) is None
 
         assert await eventually(empty)  # the second one closed its connection
 

@@ -15,10 +15,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from conftest import AccountFactory, custom_app
+from conftest import AccountFactory, asgi_client, custom_app
 from jobs_support import channel_events, create_job, wait_job
+from runners.openai_server import OpenAIServer, reply
 from session_support import expect, get_session, new_session, post_message
-from support import Account
+from support import Account, register
 
 SYSTEM_PROMPT = "You are terse and kind"  # 5 words: the echo runner counts words as tokens
 SEARCH = {"name": "search", "arguments": {"q": "x"}}
@@ -335,3 +336,24 @@ async def test_an_idempotent_replay_queues_one_reply(
     )
     assert [j["id"] for j in jobs["data"]] == [first["job"]["id"]]
     assert (await get_session(client, account, session["id"]))["message_count"] == 2
+
+
+async def test_a_model_reply_with_a_lone_surrogate_is_stored_with_u_fffd(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A model's text is input too: a lone surrogate it streams (JSON's escape, as a provider
+    could send it) is replaced before the reply is stored, not a failed job."""
+    async with OpenAIServer() as model:
+        model.then(reply("Olá \ud800 fim"))
+        settings = {"openai_base_url": model.base_url, "openai_api_key": "sk-reply-test"}
+        async with (
+            custom_app(database_url, tmp_path, **settings) as application,
+            asgi_client(application) as client,
+        ):
+            account = await register(client, "surrogate-reply@example.com")
+            agent = await new_agent(client, account, runner="openai")
+            session = await new_session(client, account, agent_id=agent["id"])
+            _, done = await ask(client, account, session["id"], "Say it")
+            assert done["status"] == "completed", done
+            stored = await messages_of(client, account, session["id"])
+    assert [m["content"] for m in stored] == ["Say it", "Olá \ufffd fim"]

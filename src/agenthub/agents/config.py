@@ -22,6 +22,7 @@ from agenthub.core.errors import (
     validation_errors,
 )
 from agenthub.core.jsondata import NotPlainJson, plain_json
+from agenthub.core.text import dotted, not_unicode, surrogate_path
 
 MAX_CONFIG_BYTES = 1_048_576
 FIELD = "file"
@@ -89,6 +90,9 @@ def parse_config(data: bytes, filename: str | None, content_type: str | None) ->
             "The config must be an object with keys runner, model, system_prompt, options.",
             f"expected an object, got {_KINDS.get(type(document), type(document).__name__)}",
         )
+    # YAML escapes (`\U0000D800`) are not JSON's: every string is looked at.
+    if (path := surrogate_path(document)) is not None:
+        raise not_unicode(dotted((FIELD, *path)), "The config")
     try:
         return RunnerConfig.model_validate(plain_json(document))
     except NotPlainJson as exc:

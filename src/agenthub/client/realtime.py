@@ -185,7 +185,8 @@ class RealtimeClient:
         return int(reply["offset"])
 
     async def presence(self, channel: str) -> list[JsonDict]:
-        """Members of a room: `connection_id`, `user_id`, `joined_at` each."""
+        """Members of a room: `connection_id`, `user_id`, `joined_at` each (none unless this
+        user has a connection in the room)."""
         reply = await self._request({"type": "presence", "channel": channel})
         return list(reply.get("members", []))
 

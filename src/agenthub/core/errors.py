@@ -142,8 +142,8 @@ def validation_errors(raw: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     return [FieldError(field=_field_name(e.get("loc", ())), message=str(e["msg"])) for e in raw]
 
 
-async def _agenthub_error(request: Request, exc: Exception) -> JSONResponse:
-    exc = cast(AgentHubError, exc)
+def render_error(exc: AgentHubError, instance: str | None = None) -> JSONResponse:
+    """The problem response of `exc` (for middleware, which runs outside the handlers)."""
     return problem_response(
         exc.status,
         code=exc.code,
@@ -151,8 +151,12 @@ async def _agenthub_error(request: Request, exc: Exception) -> JSONResponse:
         detail=exc.detail,
         errors=exc.errors,
         headers=exc.headers,
-        instance=request.url.path,
+        instance=instance,
     )
+
+
+async def _agenthub_error(request: Request, exc: Exception) -> JSONResponse:
+    return render_error(cast(AgentHubError, exc), request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -173,6 +177,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     exc = cast(StarletteHTTPException, exc)
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's 400 for a body it cannot parse
+        detail = "The request body is not valid JSON: it is nested too deeply."
+        return problem_response(400, code="malformed-json", detail=detail)
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}."

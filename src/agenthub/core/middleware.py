@@ -1,7 +1,9 @@
-"""Pure-ASGI middleware: request context (id, timing, headers, last-resort errors), body limit."""
+"""Pure-ASGI middleware: request context (id, timing, headers, last-resort errors), body limit,
+valid Unicode in JSON bodies."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -12,8 +14,9 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthub.core.errors import problem_response, render_unexpected
+from agenthub.core.errors import problem_response, render_error, render_unexpected
 from agenthub.core.routes import RouteTemplates
+from agenthub.core.text import dotted, may_hold_surrogate, not_unicode, surrogate_path
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -211,6 +214,71 @@ class _TooLarge:
             detail=f"The request body exceeds the limit of {self.limit} bytes.",
         )
         await response(scope, receive, send)
+
+
+class JsonTextMiddleware:
+    """Answers 422 for a JSON request body holding a lone surrogate, whatever the route and
+    whatever the field: typed or free-form (metadata, preferences, options).
+
+    A JSON body is read whole (FastAPI reads it whole before parsing anyway) and handed on
+    as it came. Only a body that spells a surrogate (`may_hold_surrogate`: a scan for JSON's
+    escape of one, true for almost no real body) is decoded here to find the field; one that
+    does not parse is left to the app, which answers it as malformed.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_json(_header(scope, b"content-type")):
+            await self.app(scope, receive, send)
+            return
+        messages = [await receive()]
+        while messages[-1]["type"] == "http.request" and messages[-1].get("more_body", False):
+            messages.append(await receive())
+        if len(messages) == 1:
+            body: bytes = messages[0].get("body", b"")
+        else:
+            body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        if may_hold_surrogate(body) and (where := _surrogate_field(body)) is not None:
+            refusal = render_error(not_unicode(where, "The request body"), scope["path"])
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, _Replay(messages, receive), send)
+
+
+class _Replay:
+    """A `receive` that gives the messages already read, then what the client sends next."""
+
+    def __init__(self, messages: list[Message], receive: Receive) -> None:
+        self.messages = messages
+        self.receive = receive
+
+    async def __call__(self) -> Message:
+        if self.messages:
+            return self.messages.pop(0)
+        return await self.receive()
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether FastAPI parses a body of this type as JSON (`application/json`, `...+json`)."""
+    if content_type is None:
+        return False
+    if content_type == "application/json":
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _surrogate_field(body: bytes) -> str | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    path = surrogate_path(value)
+    return None if path is None else dotted(path) or "body"
 
 
 def _ms(seconds: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from agenthub.config import Settings
 from agenthub.core.cache import take_touched
 from agenthub.core.errors import AgentHubError
 from agenthub.core.events import Publisher, log_publisher, take_pending
+from agenthub.core.text import surrogate_in, valid_text
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 T = TypeVar("T")
@@ -36,11 +38,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+def _read_json(text: str) -> Any:
+    """A JSON column's value. SQLite and PostgreSQL's `json` type keep the JSON text they are
+    given, escapes included, so a lone surrogate written before request bodies were checked
+    comes back as U+FFFD rather than failing every response that shows it."""
+    value = json.loads(text)
+    if surrogate_in(text, value) is not None:
+        value = json.loads(valid_text(json.dumps(value, ensure_ascii=False)))
+    return value
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured URL, tuned for its dialect."""
     url = settings.database_url
     if settings.is_sqlite:
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            json_deserializer=_read_json,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     engine = create_async_engine(
@@ -50,6 +66,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         pool_timeout=settings.db_timeout_seconds,
         connect_args={"timeout": settings.db_timeout_seconds},
+        json_deserializer=_read_json,
     )
     event.listen(engine.sync_engine, "handle_error", _discard_stuck_connection)
     return engine

@@ -25,6 +25,7 @@ from agenthub.core.ids import new_id
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.ownership import owned_by
 from agenthub.core.pagination import PageParams, keyset_page
+from agenthub.core.text import dotted, not_unicode, surrogate_in
 from agenthub.db.base import utcnow
 from agenthub.files.filenames import FALLBACK_NAME, sanitize_filename
 from agenthub.files.models import PURPOSES, StoredFile
@@ -152,6 +153,8 @@ def _set_field(form: UploadForm, name: str, raw: bytes) -> None:
             raise _invalid(name, "must be a JSON object") from exc
         if not isinstance(parsed, dict):
             raise _invalid(name, "must be a JSON object")
+        if (path := surrogate_in(value, parsed)) is not None:
+            raise not_unicode(dotted((name, *path)), f"Form field {name!r}")
         form.metadata = _validated(_metadata, parsed, name)
     else:
         raise _invalid(name, "is not a field of this form (files, purpose, tags, metadata)")

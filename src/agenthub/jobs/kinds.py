@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agenthub.core.jsondata import JsonObject
+from agenthub.core.text import valid_text
 from agenthub.jobs.context import JobContext
 from agenthub.jobs.registry import job_kind
 from agenthub.monitoring.metrics import TOKEN_USAGE
@@ -25,7 +26,9 @@ async def stream_completion(
     context: dict[str, Any],
 ) -> Completion:
     """Run `request` on `runner` (default: `AGENTHUB_DEFAULT_RUNNER`), publishing each text
-    chunk as a `message.delta` event {...context, index, delta} on `channel`."""
+    chunk as a `message.delta` event {...context, index, delta} on `channel`. The model's text
+    is input like a client's: a lone surrogate in it (a provider's JSON can spell one) comes
+    out as U+FFFD, so the reply can be stored."""
     index = 0
 
     async def on_delta(delta: str) -> None:
@@ -35,6 +38,7 @@ async def stream_completion(
 
     name = runner or ctx.runners.default
     completion = await ctx.runners.get(name).run(request, on_delta)
+    completion = replace(completion, text=valid_text(completion.text))
     model = completion.model or request.model or name
     TOKEN_USAGE.labels(model, "prompt").inc(completion.usage.prompt_tokens)
     TOKEN_USAGE.labels(model, "completion").inc(completion.usage.completion_tokens)

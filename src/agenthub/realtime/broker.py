@@ -20,6 +20,7 @@ import structlog
 
 from agenthub.config import Settings
 from agenthub.core.events import DomainEvent, Publisher
+from agenthub.core.text import valid_text
 
 log = structlog.get_logger("agenthub.realtime")
 
@@ -27,8 +28,9 @@ JsonDict = dict[str, Any]
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, as every frame is sent."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, as every frame is sent; a lone surrogate that got into a value anyway
+    (written straight into Redis) is sent as U+FFFD instead of failing the send."""
+    return valid_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 class BrokerUnavailable(Exception):

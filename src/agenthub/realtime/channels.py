@@ -3,13 +3,15 @@
 `user:{id}` (own notifications), `session:{id}`, `job:{id}`, `workflow:{id}` (own resources),
 `room:{name}` (any signed-in user) and `system` (administrators). Resource kinds register an
 ownership check in `OWNERSHIP`; another user's resource is reported exactly like a missing one.
+Who is in a room is shown only to those in it (`sees_members`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,6 +65,13 @@ OWNERSHIP: dict[str, OwnershipCheck] = {
 
 def is_room(channel: str) -> bool:
     return channel.startswith(ROOM_PREFIX)
+
+
+def sees_members(who: Principal, members: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether `who` may see who is in a room with these `members` (presence entries): an
+    administrator, or a user with a connection in it. Seeing is being seen: joining a room
+    announces the user to it."""
+    return who.is_admin or any(member.get("user_id") == who.user_id for member in members)
 
 
 def check_name(channel: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from agenthub.core.text import LONE_SURROGATE, dotted, surrogate_in
 from agenthub.realtime.broker import BrokerUnavailable
 from agenthub.realtime.channels import ChannelRefused
 from agenthub.realtime.connection import Connection
@@ -30,12 +31,26 @@ from agenthub.realtime.protocol import (
 log = structlog.get_logger("agenthub.realtime")
 
 
+def decode(text: str) -> Any:
+    """The frame's JSON value; `invalid_json` if it is not JSON (or nested deeper than the
+    parser goes), `invalid_frame` if it holds a lone surrogate, which no client could read
+    back."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError("invalid_json", "A frame is one JSON object.") from None
+    if (path := surrogate_in(text, raw)) is not None:
+        where = dotted(path) or "frame"
+        raise FrameError("invalid_frame", f"{where}: {LONE_SURROGATE}.", id_of(raw))
+    return raw
+
+
 def refuse(connection: Connection, text: str, code: str, message: str) -> None:
     """Answer a frame that will not be acted on, echoing its `id` when it has one."""
     try:
-        frame_id = id_of(json.loads(text))
-    except ValueError:
-        frame_id = None
+        frame_id = id_of(decode(text))
+    except FrameError as exc:
+        frame_id = exc.frame_id
     connection.send(error_frame(code, message, frame_id))
 
 
@@ -43,11 +58,7 @@ async def handle(hub: Hub, connection: Connection, text: str) -> None:
     """Act on one frame; answer errors with an `error` frame."""
     frame_id: Any = None
     try:
-        try:
-            raw = json.loads(text)
-        except ValueError:
-            raise FrameError("invalid_json", "A frame is one JSON object.") from None
-        frame = parse_frame(raw)
+        frame = parse_frame(decode(text))
         frame_id = frame.id
         await _dispatch(hub, connection, frame)
     except FrameError as exc:

@@ -18,7 +18,13 @@ from agenthub.config import Settings
 from agenthub.core.events import timestamp
 from agenthub.db.engine import Database
 from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History, JsonDict
-from agenthub.realtime.channels import ChannelRefused, Principal, authorize, is_room
+from agenthub.realtime.channels import (
+    ChannelRefused,
+    Principal,
+    authorize,
+    is_room,
+    sees_members,
+)
 from agenthub.realtime.connection import CloseCode, Connection, Subscription, Transport
 from agenthub.realtime.protocol import Position
 
@@ -336,10 +342,13 @@ class Hub:
         return history, recovered, events[:limit]
 
     async def presence(self, who: Principal, channel: str) -> list[JsonDict]:
+        """The room's members, for its members and administrators; nobody for anyone else."""
         if not is_room(channel):
             raise ChannelRefused("forbidden", "Presence is kept for rooms only (room:{name}).")
         await self.authorize(who, channel)
         members = await self.broker.members(channel)
+        if not sees_members(who, members):
+            return []
         return sorted(members, key=lambda m: (str(m.get("joined_at")), str(m.get("connection_id"))))
 
     # -- loops ---------------------------------------------------------------------------

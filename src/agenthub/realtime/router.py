@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from agenthub.auth.deps import AdminUser, CurrentUser
 from agenthub.core.errors import (
@@ -17,15 +17,20 @@ from agenthub.core.errors import (
 )
 from agenthub.core.events import timestamp
 from agenthub.core.pagination import After, Limit, Page
-from agenthub.realtime.broker import BrokerUnavailable
-from agenthub.realtime.channels import CHANNEL_PATTERN, ROOM_PREFIX, ChannelRefused, Principal
+from agenthub.realtime.broker import BrokerUnavailable, dumps
+from agenthub.realtime.channels import (
+    CHANNEL_PATTERN,
+    ROOM_PREFIX,
+    ChannelRefused,
+    Principal,
+    sees_members,
+)
 from agenthub.realtime.hub import CONNECTIONS_KEY, Hub
 from agenthub.realtime.protocol import MAX_HISTORY_LIMIT, Position, parse_position
 from agenthub.realtime.schemas import (
     BroadcastIn,
     ChannelHistory,
     ConnectionOut,
-    EventOut,
     Published,
     RealtimeStats,
     RoomOut,
@@ -100,17 +105,21 @@ async def list_connections(
 
 
 @router.get("/v1/realtime/rooms", response_model=Page[RoomOut])
-async def list_rooms(request: Request, _: CurrentUser) -> Page[RoomOut]:
-    """Rooms that have someone in them, with the number of connections present."""
+async def list_rooms(request: Request, user: CurrentUser) -> Page[RoomOut]:
+    """The rooms you are in (every room, for administrators), with the number of connections
+    present."""
     broker = hub_of(request).broker
+    who = Principal(user.id, user.is_admin)
     try:
-        rooms = [
-            RoomOut(channel=key, members=len(await broker.members(key)))
-            for key in sorted(await broker.member_keys(ROOM_PREFIX))
-        ]
+        rooms = {key: await broker.members(key) for key in await broker.member_keys(ROOM_PREFIX)}
     except BrokerUnavailable:
         raise unavailable() from None
-    return Page(data=[r for r in rooms if r.members], has_more=False, next_cursor=None)
+    listed = [
+        RoomOut(channel=key, members=len(members))
+        for key, members in sorted(rooms.items())
+        if members and sees_members(who, members)
+    ]
+    return Page(data=listed, has_more=False, next_cursor=None)
 
 
 @router.get(
@@ -124,7 +133,7 @@ async def channel_history(
     channel: Annotated[str, Path(pattern=CHANNEL_PATTERN, max_length=140)],
     since: Since = None,
     limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_LIMIT)] = 100,
-) -> ChannelHistory:
+) -> Response:
     """Retained events of a channel you may subscribe to: after `since`, or the latest ones."""
     start = position(since, "since")
     try:
@@ -135,13 +144,12 @@ async def channel_history(
         raise refused(exc) from None
     except BrokerUnavailable:
         raise unavailable() from None
-    return ChannelHistory(
-        channel=channel,
-        epoch=log.epoch,
-        offset=log.offset,
-        recovered=recovered,
-        data=[EventOut.model_validate(e.frame()) for e in events],
+    # `ChannelHistory` with each event as subscribers get it: serialized once, valid Unicode.
+    head = dumps(
+        {"channel": channel, "epoch": log.epoch, "offset": log.offset, "recovered": recovered}
     )
+    data = ",".join(event.text for event in events)
+    return Response(f'{head[:-1]},"data":[{data}]}}', media_type="application/json")
 
 
 @router.get("/v1/realtime/stats", response_model=RealtimeStats)
