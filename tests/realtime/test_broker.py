@@ -46,6 +46,8 @@ class Recorder:
 
     events: list[Event] = field(default_factory=list)
     resyncs: int = 0
+    # (channel, epoch, how many of the channel's events had arrived before)
+    restarts: list[tuple[str, str, int]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def on_event(self, event: Event) -> None:
@@ -54,6 +56,10 @@ class Recorder:
 
     def on_resync(self) -> None:
         self.resyncs += 1
+        self.changed.set()
+
+    def on_restart(self, channel: str, epoch: str) -> None:
+        self.restarts.append((channel, epoch, len(self.on(channel))))
         self.changed.set()
 
     def on(self, channel: str) -> list[Event]:
@@ -185,6 +191,30 @@ async def test_history_is_trimmed_and_since_reports_gaps(make_node: NodeFactory)
 
     short = await publish_n(broker, "short", 3)
     assert (await broker.history("short")).since(0, None) == (True, short)
+
+
+async def test_restart_starts_the_log_over_and_tells_every_node(
+    backend: str, make_node: NodeFactory
+) -> None:
+    watcher = await make_node()
+    await watcher.broker.subscribe("lossy")
+    restarter = await make_node() if backend == "redis" else watcher
+    old = await publish_n(restarter.broker, "lossy", 3)
+
+    epoch = await restarter.broker.restart("lossy")
+
+    history = await watcher.broker.history("lossy")
+    assert (history.epoch, history.offset, history.events, history.lost) == (epoch, 0, [], True)
+    assert epoch != old[0].epoch
+    assert history.since(3, old[0].epoch) == (False, [])
+    fresh = await restarter.broker.publish("lossy", "tick", {}, "ts")
+    assert (fresh.epoch, fresh.offset) == (epoch, 1)
+    assert (await watcher.broker.history("lossy")).lost  # for as long as this log lives
+    # The restart reaches the subscribed node between the old log's events and the new one's.
+    await watcher.recorder.until(lambda: len(watcher.recorder.on("lossy")) == 4)
+    assert watcher.recorder.restarts == [("lossy", epoch, 3)]
+    assert watcher.recorder.on("lossy") == [*old, fresh]
+    assert not (await watcher.broker.history("other")).lost
 
 
 async def test_idle_log_starts_over_with_a_new_epoch(make_node: NodeFactory) -> None:
