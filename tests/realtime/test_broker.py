@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,9 @@ from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History
 from agenthub.realtime.memory import MemoryBroker
 from agenthub.realtime.redis import RedisBroker
 from private_servers import PrivateRedis, redis_server
-from realtime_support import drop_prefix, redis_url, require_redis
+from realtime_support import Recorder, drop_prefix, redis_url, require_redis
 
 BACKENDS = ("memory", "redis")
-WAIT = 5.0
 
 
 def broker_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
@@ -38,39 +37,6 @@ def broker_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)
-
-
-@dataclass
-class Recorder:
-    """A node's listener: what the broker delivered, in order."""
-
-    events: list[Event] = field(default_factory=list)
-    resyncs: int = 0
-    # (channel, epoch, how many of the channel's events had arrived before)
-    restarts: list[tuple[str, str, int]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
-        self.changed.set()
-
-    def on_resync(self) -> None:
-        self.resyncs += 1
-        self.changed.set()
-
-    def on_restart(self, channel: str, epoch: str) -> None:
-        self.restarts.append((channel, epoch, len(self.on(channel))))
-        self.changed.set()
-
-    def on(self, channel: str) -> list[Event]:
-        return [e for e in self.events if e.channel == channel]
-
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        """Wait (up to `WAIT` seconds) until what was delivered satisfies `predicate`."""
-        async with asyncio.timeout(WAIT):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
 
 
 @dataclass

@@ -41,7 +41,7 @@ async def mark(db: AsyncSession, channels: Collection[str]) -> int:
 async def marked(db: AsyncSession) -> dict[str, int]:
     """Every recorded gap: its channel and how often it was marked."""
     rows = await db.execute(select(RealtimeGap.channel, RealtimeGap.marks))
-    return dict(rows.tuples().all())
+    return {channel: marks for channel, marks in rows}
 
 
 async def clear(db: AsyncSession, gaps: Mapping[str, int]) -> None:
