@@ -191,12 +191,18 @@ async def test_writes_and_events_while_redis_hangs(
 
             proxy.hang()
             projects = await _writes_while_hung(timed)
+            done = await wait_job(client, account, job["id"], within=60)
+            assert done["status"] == "completed", done
+            # By now the node knows Redis is unavailable: realtime says so at once.
+            began = time.perf_counter()
+            async with ws_peer(server.ws, account.access_token) as peer:
+                refused = await peer.request({"type": "subscribe", "channel": user})
+            timed.seconds["WS connect + subscribe"] = [time.perf_counter() - began]
+            assert (refused["type"], refused["code"]) == ("error", "unavailable"), refused
             print(f"\nseconds while Redis hung: {timed.report()}")
             for name, values in timed.seconds.items():
                 bound = HEALTH_BOUND if name.startswith("GET") else WRITE_BOUND
                 assert max(values) < bound, (name, values)
-            done = await wait_job(client, account, job["id"], within=60)
-            assert done["status"] == "completed", done
             proxy.resume()
 
             # The live connection hears of the gap on both channels (or gets every event).

@@ -137,6 +137,8 @@ class Hub:
             await self.broker.remove_member(CONNECTIONS_KEY, connection.id)
 
     async def _register(self, connection: Connection) -> None:
+        if self.relay.down:  # known unavailable: the presence loop lists it once it answers
+            return
         with contextlib.suppress(BrokerUnavailable):
             await self.broker.set_members(
                 CONNECTIONS_KEY,
@@ -162,6 +164,8 @@ class Hub:
             self._channels.get(channel, set()).discard(previous)
         self._channels.setdefault(channel, set()).add(subscription)
         try:
+            if self.relay.down:  # known unavailable: answer now rather than after a timeout
+                raise BrokerUnavailable("broker unavailable")
             await self._node_subscribe(channel)
             history = await self.broker.history(channel, None if since is None else since.offset)
         except BrokerUnavailable:
