@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from agenthub.core.events import DomainEvent
+from agenthub.core.logging import configure_logging
 from agenthub.db.engine import Database
 from agenthub.realtime import gaps
 from agenthub.realtime.broker import Broker, BrokerUnavailable, create_broker
@@ -28,7 +29,7 @@ from conftest import make_settings
 from private_servers import CuttingProxy
 from realtime_support import Recorder, drop_prefix, eventually, redis_url, require_redis
 
-TIMEOUT = 0.3  # each broker call, in these tests
+TIMEOUT = 1.0  # each broker call, in these tests
 WAIT = 10.0
 
 
@@ -77,6 +78,7 @@ async def rig(
         broker_timeout_seconds=TIMEOUT,
         **overrides,
     )
+    configure_logging(settings.log_level, settings.log_format)  # as a server logs: JSON lines
     database = Database(settings)
     broker = create_broker(settings)
     watcher = broker
@@ -238,3 +240,23 @@ async def test_close_publishes_what_is_queued(
         r.relay.submit(ticks("last", range(50)))
         await r.relay.close()
         assert await numbers(r.watcher, "last") == list(range(50))
+
+
+async def test_an_event_redis_cannot_take_restarts_its_channel_and_the_relay_goes_on(
+    database_url: str, tmp_path: Path
+) -> None:
+    require_redis()
+    async with rig(database_url, tmp_path, redis_url()) as r:
+        r.relay.start()
+        unencodable = DomainEvent("odd", "tick", {"n": 0, "text": "\ud800"})
+        r.relay.submit([unencodable, *ticks("odd", range(1, 2)), *ticks("even", range(2))])
+
+        async def restarted() -> bool:
+            return (await r.watcher.history("odd")).lost
+
+        await eventually(restarted, WAIT)
+        await r.repaired()
+        assert await numbers(r.watcher, "even") == [0, 1]
+        r.relay.submit(ticks("odd", range(2, 3)))
+        await r.relay.close()
+        assert await numbers(r.watcher, "odd") == [2]

@@ -188,10 +188,8 @@ class EventRelay:
             gap = self._gaps.get(channel)
             if gap is not None and item.seq <= gap.upto:
                 self._drop(item, None)
-            elif self.down or self._closing:
-                self._drop(item, "broker unavailable" if self.down else "shutting down")
-            elif gap is not None and not gap.restarted and not await self._restart(channel):
-                self._drop(item, "broker unavailable")
+            elif self.down or self._closing or (gap is not None and not gap.restarted):
+                self._drop(item, "shutting down" if self._closing else "broker unavailable")
             else:
                 self._gaps.pop(channel, None)  # restarted: every event it covers is behind
                 await self._publish(item)
@@ -233,7 +231,8 @@ class EventRelay:
             log.warning("broker_unavailable", error=_reason(exc), retry_seconds=PROBE_SECONDS)
 
     def _mark(self, channel: str, reason: str) -> None:
-        """Drop every event of `channel` submitted so far; its log is restarted later."""
+        """Drop every event of `channel` submitted so far; its log is restarted by the next
+        repair (at once unless the broker is down)."""
         gap = self._gaps.get(channel)
         if gap is None or gap.restarted:
             log.warning("event_not_published", channel=channel, reason=reason)
@@ -241,6 +240,8 @@ class EventRelay:
         else:
             gap.upto = self._submitted
         self._unsaved.add(channel)
+        if not self.down:
+            self._probe_at = 0.0
 
     def _forget_restarted(self) -> None:
         """Restarted gaps whose dropped events have all left the queue are over."""
