@@ -90,7 +90,7 @@ class Timed:
 
 
 async def _writes_while_hung(timed: Timed) -> list[str]:
-    """Each write a few times, and health after each round: the ids of the projects created."""
+    """Each write a few times, and the probes after each round: the ids of the projects created."""
     projects: list[str] = []
     for n in range(ROUNDS):
         created = await timed.call(
@@ -112,6 +112,8 @@ async def _writes_while_hung(timed: Timed) -> list[str]:
         health = await timed.call("GET /v1/health", "GET", "/v1/health")
         assert health.status_code == 200, health.text
         assert health.json()["components"]["broker"]["status"] == "degraded", health.text
+        ready = await timed.call("GET /v1/health/ready", "GET", "/v1/health/ready")
+        assert ready.status_code == 200, ready.text  # REST works: the node stays ready
     return projects
 
 

@@ -44,9 +44,10 @@ class Rig:
     watcher: Broker
     recorder: Recorder
 
-    async def marks(self) -> dict[str, int]:
+    async def marks(self) -> set[str]:
+        """The channels of every mark recorded."""
         async with self.database.transaction() as db:
-            return await gaps.marked(db)
+            return {mark.channel for mark in await gaps.marked(db)}
 
     async def until(self, predicate: Callable[[], bool]) -> None:
         async def holds() -> bool:
@@ -58,7 +59,7 @@ class Rig:
         """Wait until the broker is back, every log restarted and every mark cleared."""
 
         async def cleared() -> bool:
-            return not self.relay.down and not self.relay.gaps and await self.marks() == {}
+            return not self.relay.down and not self.relay.gaps and not await self.marks()
 
         await eventually(cleared, WAIT)
 
@@ -148,7 +149,7 @@ async def test_a_hang_marks_channels_whose_logs_restart_once_redis_answers(
         assert r.relay.down
 
         async def recorded() -> bool:  # they outlive this process
-            return set(await r.marks()) == {"a", "b"}
+            return await r.marks() == {"a", "b"}
 
         await eventually(recorded, WAIT)
         with pytest.raises(BrokerUnavailable):  # a sender waiting for its event is told at once
@@ -174,11 +175,11 @@ async def test_a_hang_marks_channels_whose_logs_restart_once_redis_answers(
 async def test_a_mark_left_by_a_dead_process_is_applied_at_start_up(
     database_url: str, tmp_path: Path, redis: str | None
 ) -> None:
-    async with rig(database_url, tmp_path, redis) as r:
+    async with rig(database_url, tmp_path, redis, realtime_relay_queue_size=1) as r:
         await r.watcher.subscribe("orphan")
         before = await r.broker.publish("orphan", "tick", {"n": 0}, "ts")
         async with r.database.transaction() as db:  # what the dead process recorded
-            await gaps.mark(db, ["orphan"])
+            await gaps.mark(db, "dead", ["orphan"])
 
         r.relay.start()
 
@@ -187,6 +188,18 @@ async def test_a_mark_left_by_a_dead_process_is_applied_at_start_up(
         assert history.lost and history.epoch != before.epoch
         await r.recorder.until(lambda: bool(r.recorder.restarts))
         assert r.recorder.restarts == [("orphan", history.epoch, 1)]
+
+        # Once started, a relay restarts what it marked itself, not a live relay's marks.
+        async with r.database.transaction() as db:
+            await gaps.mark(db, "alive", ["theirs"])
+        r.relay.submit(ticks("mine", range(3)))  # two do not fit
+
+        async def own_marks_cleared() -> bool:
+            return await r.marks() == {"theirs"} and not r.relay.gaps
+
+        await eventually(own_marks_cleared, WAIT)
+        assert (await r.watcher.history("mine")).lost
+        assert not (await r.watcher.history("theirs")).lost
 
 
 async def test_events_arrive_in_order_per_channel(
@@ -206,7 +219,7 @@ async def test_events_arrive_in_order_per_channel(
             assert [e.data["n"] for e in r.recorder.on(channel)] == list(range(300))
             assert [e.offset for e in r.recorder.on(channel)] == list(range(1, 301))
             assert await numbers(r.watcher, channel) == list(range(300))
-        assert r.relay.gaps == [] and await r.marks() == {}
+        assert r.relay.gaps == [] and not await r.marks()
 
 
 async def test_a_full_queue_marks_the_channels_of_what_it_drops(

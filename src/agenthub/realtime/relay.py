@@ -12,8 +12,9 @@ events are dropped until the broker answers again, then its log is restarted wit
 (`Broker.restart`): a client resuming from before gets `recovered: false` and refetches by
 REST, and the channel's live subscribers on every node are told the same. An event that does
 not fit in the queue marks its channel the same way. Marks are rows of `realtime_gaps` too,
-so those of a process that died during an outage are applied by the next relay that starts or
-sees the broker come back.
+so those of a process that died during an outage are applied by the next relay that starts;
+a live relay restarts the channels it marked itself (a channel is restarted once per relay
+that lost events of it).
 
 The first failure also tells the relay that the broker is down: until a ping answers (tried
 every `PROBE_SECONDS`), events are dropped and marked without waiting on the broker at all.
@@ -22,6 +23,7 @@ every `PROBE_SECONDS`), events are dropped and marked without waiting on the bro
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -68,6 +70,7 @@ class EventRelay:
     def __init__(self, settings: Settings, database: Database, broker: Broker) -> None:
         self.broker = broker
         self.database = database
+        self.id = secrets.token_hex(8)  # its rows of `realtime_gaps`
         self.timeout = settings.broker_timeout_seconds
         self.down = False  # the broker failed and has not answered a ping since
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(settings.realtime_relay_queue_size)
@@ -75,7 +78,8 @@ class EventRelay:
         self._taken = 0  # the `seq` of the last event taken from the queue
         self._gaps: dict[str, _Gap] = {}
         self._unsaved: set[str] = set()  # marked channels not yet (re)recorded in the database
-        self._recorded = True  # `realtime_gaps` may hold marks (at start: a dead process's)
+        self._recorded = True  # `realtime_gaps` holds marks to apply
+        self._started = False  # at the first repair every relay's marks are applied
         self._store_failed = False
         self._probe_at = 0.0
         self._closing = False
@@ -253,8 +257,8 @@ class EventRelay:
     # -- restarting logs -----------------------------------------------------------------
 
     async def _repair(self) -> None:
-        """Once the broker answers: restart the log of every marked channel, this process's
-        and those recorded in the database, then forget the records."""
+        """Once the broker answers: restart the log of every channel this relay marked (at
+        its start, of every channel recorded, a dead relay's too), then forget the records."""
         self._probe_at = asyncio.get_running_loop().time() + PROBE_SECONDS
         if self.down:
             try:
@@ -264,12 +268,13 @@ class EventRelay:
             self.down = False
             log.info("broker_available")
         await self._save()
-        recorded = await self._stored(gaps.marked)
-        for channel in sorted(set(self.gaps) | set(recorded or {})):
+        owner = self.id if self._started else None
+        recorded = await self._stored(lambda db: gaps.marked(db, owner))
+        for channel in sorted({*self.gaps, *(m.channel for m in recorded or [])}):
             if not await self._restart(channel):
                 return
         if recorded is not None:
-            self._recorded = False
+            self._recorded, self._started = False, True
             await self._stored(lambda db: gaps.clear(db, recorded))
 
     async def _restart(self, channel: str) -> bool:
@@ -290,7 +295,7 @@ class EventRelay:
         if not self._unsaved:
             return
         channels, self._unsaved = self._unsaved, set()
-        if await self._stored(lambda db: gaps.mark(db, channels)) is None:
+        if await self._stored(lambda db: gaps.mark(db, self.id, channels)) is None:
             self._unsaved |= channels
         else:
             self._recorded = True

@@ -22,9 +22,10 @@ def upgrade() -> None:
     op.create_table(
         "realtime_gaps",
         sa.Column("channel", sa.String(length=140), nullable=False),
+        sa.Column("relay", sa.String(length=40), nullable=False),
         sa.Column("marks", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("channel", name=op.f("pk_realtime_gaps")),
+        sa.PrimaryKeyConstraint("channel", "relay", name=op.f("pk_realtime_gaps")),
     )
 
 
