@@ -49,8 +49,8 @@ from agenthub.db import migrate
 from agenthub.db.engine import Database
 from agenthub.jobs.models import Job
 from agenthub.jobs.service import NewJob, enqueue
-from agenthub.realtime.broker import broker_publisher
 from agenthub.realtime.redis import RedisBroker
+from agenthub.realtime.relay import EventRelay
 from common import (
     BENCH_DIR,
     exit_on_sigterm,
@@ -110,13 +110,19 @@ class Agenthub:
         )
         self.database = Database(self.settings)
         self.broker = RedisBroker(self.settings) if announce else None
-        if self.broker is not None:
-            self.database.publisher = broker_publisher(self.broker)
+        self.relay = (
+            None if self.broker is None else EventRelay(self.settings, self.database, self.broker)
+        )
+        if self.relay is not None:
+            self.database.publisher = self.relay.submit
 
     async def start(self) -> None:
-        pass
+        if self.relay is not None:
+            self.relay.start()
 
     async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
         if self.broker is not None:
             await self.broker.close()
         await self.database.dispose()

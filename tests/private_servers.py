@@ -182,19 +182,29 @@ async def redis_server(directory: Path) -> AsyncIterator[PrivateRedis]:
 
 class CuttingProxy:
     """A TCP proxy on a spare port of 127.0.0.1 (`async with CuttingProxy(host, port)`) that
-    can cut the connection carrying the next request: the client has sent it and reads the
-    end of the stream instead of an answer."""
+    can cut the connection carrying the next request (the client has sent it and reads the
+    end of the stream instead of an answer) or hang: from `hang()` until `resume()` it accepts
+    connections and reads what either side sends, but forwards nothing and closes nothing, as
+    a server that stopped answering; `resume()` delivers what was held."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
         self.cuts = 0
         self._cut_next = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     def cut_next(self) -> None:
         self._cut_next = True
+
+    def hang(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def __aenter__(self) -> CuttingProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -203,6 +213,7 @@ class CuttingProxy:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
+        self.resume()
         self._server.close()
         handlers = list(self._handlers)
         for client in self._handlers.values():
@@ -214,6 +225,7 @@ class CuttingProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut: bool
     ) -> None:
         while data := await reader.read(65536):
+            await self._flowing.wait()
             if cut and self._cut_next:
                 self._cut_next = False
                 self.cuts += 1

@@ -9,7 +9,7 @@ import secrets
 from asyncio import timeout as asyncio_timeout
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -18,6 +18,7 @@ import pytest
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
+from agenthub.realtime.broker import Event
 from processes import run
 from support import PASSWORD, Account, register
 
@@ -245,3 +246,36 @@ async def eventually(check: Callable[[], Awaitable[T | None]], wait: float = 5) 
             if result:
                 return result
             await asyncio.sleep(0.05)
+
+
+@dataclass
+class Recorder:
+    """A node's listener: what the broker delivered, in order."""
+
+    events: list[Event] = field(default_factory=list)
+    resyncs: int = 0
+    # (channel, epoch, how many of the channel's events had arrived before)
+    restarts: list[tuple[str, str, int]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    def on_resync(self) -> None:
+        self.resyncs += 1
+        self.changed.set()
+
+    def on_restart(self, channel: str, epoch: str) -> None:
+        self.restarts.append((channel, epoch, len(self.on(channel))))
+        self.changed.set()
+
+    def on(self, channel: str) -> list[Event]:
+        return [e for e in self.events if e.channel == channel]
+
+    async def until(self, predicate: Callable[[], bool], wait: float = 5) -> None:
+        """Wait (up to `wait` seconds) until what was delivered satisfies `predicate`."""
+        async with asyncio_timeout(wait):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()

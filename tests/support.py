@@ -127,7 +127,7 @@ class EventLog:
     def __init__(self) -> None:
         self.events: list[DomainEvent] = []
 
-    async def __call__(self, events: list[DomainEvent]) -> None:
+    def __call__(self, events: list[DomainEvent]) -> None:
         self.events.extend(events)
 
     def named(self, event: str, channel: str | None = None) -> list[DomainEvent]:

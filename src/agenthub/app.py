@@ -49,7 +49,7 @@ from agenthub.monitoring.router import metrics_router
 from agenthub.monitoring.router import router as monitoring_router
 from agenthub.monitoring.status_page import router as status_page_router
 from agenthub.projects.router import router as projects_router
-from agenthub.realtime.broker import broker_publisher, create_broker
+from agenthub.realtime.broker import create_broker
 from agenthub.realtime.hub import Hub
 from agenthub.realtime.router import router as realtime_router
 from agenthub.realtime.shutdown import signals_close
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
-        database.publisher = broker_publisher(hub.broker)
+        database.publisher = hub.relay.submit
         if worker is not None:
             await worker.start()
         reporter = StatusReporter(

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     cache_timeout_seconds: float = Field(default=0.25, gt=0)  # Redis connect and socket
     realtime_history_size: int = Field(default=1000, ge=1, le=100_000)
     realtime_history_ttl_seconds: float = Field(default=600, gt=0)
+    # Each broker call (Redis: connect, answer, a pooled connection) gives up after this long.
+    broker_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Events waiting to be published per process; past it, their channels start a new epoch.
+    realtime_relay_queue_size: int = Field(default=10_000, ge=1)
     heartbeat_interval: float = Field(default=30, gt=0)
     ws_send_queue_size: int = Field(default=1000, ge=1)
     ws_max_frame_bytes: int = Field(default=65_536, ge=256)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,9 @@ from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History
 from agenthub.realtime.memory import MemoryBroker
 from agenthub.realtime.redis import RedisBroker
 from private_servers import PrivateRedis, redis_server
-from realtime_support import drop_prefix, redis_url, require_redis
+from realtime_support import Recorder, drop_prefix, redis_url, require_redis
 
 BACKENDS = ("memory", "redis")
-WAIT = 5.0
 
 
 def broker_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
@@ -38,33 +37,6 @@ def broker_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)
-
-
-@dataclass
-class Recorder:
-    """A node's listener: what the broker delivered, in order."""
-
-    events: list[Event] = field(default_factory=list)
-    resyncs: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
-        self.changed.set()
-
-    def on_resync(self) -> None:
-        self.resyncs += 1
-        self.changed.set()
-
-    def on(self, channel: str) -> list[Event]:
-        return [e for e in self.events if e.channel == channel]
-
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        """Wait (up to `WAIT` seconds) until what was delivered satisfies `predicate`."""
-        async with asyncio.timeout(WAIT):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
 
 
 @dataclass
@@ -185,6 +157,30 @@ async def test_history_is_trimmed_and_since_reports_gaps(make_node: NodeFactory)
 
     short = await publish_n(broker, "short", 3)
     assert (await broker.history("short")).since(0, None) == (True, short)
+
+
+async def test_restart_starts_the_log_over_and_tells_every_node(
+    backend: str, make_node: NodeFactory
+) -> None:
+    watcher = await make_node()
+    await watcher.broker.subscribe("lossy")
+    restarter = await make_node() if backend == "redis" else watcher
+    old = await publish_n(restarter.broker, "lossy", 3)
+
+    epoch = await restarter.broker.restart("lossy")
+
+    history = await watcher.broker.history("lossy")
+    assert (history.epoch, history.offset, history.events, history.lost) == (epoch, 0, [], True)
+    assert epoch != old[0].epoch
+    assert history.since(3, old[0].epoch) == (False, [])
+    fresh = await restarter.broker.publish("lossy", "tick", {}, "ts")
+    assert (fresh.epoch, fresh.offset) == (epoch, 1)
+    assert (await watcher.broker.history("lossy")).lost  # for as long as this log lives
+    # The restart reaches the subscribed node between the old log's events and the new one's.
+    await watcher.recorder.until(lambda: len(watcher.recorder.on("lossy")) == 4)
+    assert watcher.recorder.restarts == [("lossy", epoch, 3)]
+    assert watcher.recorder.on("lossy") == [*old, fresh]
+    assert not (await watcher.broker.history("other")).lost
 
 
 async def test_idle_log_starts_over_with_a_new_epoch(make_node: NodeFactory) -> None:

@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from agenthub.client import Event, RealtimeClient, RecoveryFailed
-from agenthub.db import migrate
-from conftest import TEST_SECRET, fresh_postgres
 from private_servers import PrivateRedis, redis_server
-from processes import clean_env, server_process
+from processes import server_process
+from realtime.outage_support import migrated_postgres, outage_env
 from realtime_support import sign_up
 from steady_load import Call, SteadyLoad
 from support import Account
@@ -34,13 +33,11 @@ REALTIME_WAIT = 30.0  # for the first event after Redis returned
 EVENT_WAIT = 5.0
 POST_EVERY = 0.2  # while waiting for realtime to come back
 AFTER_RECOVERY = 5  # messages posted once realtime is back
-UNLIMITED = "1000000/minute"
 
 
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
-    with fresh_postgres("agenthub_redis_outage") as url:
-        migrate.upgrade(url)
+    with migrated_postgres("agenthub_redis_outage") as url:
         yield url
 
 
@@ -48,23 +45,6 @@ def postgres_database() -> Iterator[str]:
 async def redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
     async with redis_server(tmp_path) as server:
         yield server
-
-
-def _env(database: str, redis: PrivateRedis, workdir: Path) -> dict[str, str]:
-    return clean_env(
-        AGENTHUB_DATABASE_URL=database,
-        AGENTHUB_REDIS_URL=redis.url,
-        AGENTHUB_SECRET_KEY=TEST_SECRET,
-        AGENTHUB_AUTO_MIGRATE="false",
-        AGENTHUB_LOG_LEVEL="WARNING",
-        AGENTHUB_FILES_DIR=str(workdir / "files"),
-        AGENTHUB_MAX_SESSIONS_PER_AGENT_TYPE="0",
-        # Limits stay on (counted in Redis, then in process) but above what the load sends.
-        AGENTHUB_RATE_LIMIT_USER=UNLIMITED,
-        AGENTHUB_RATE_LIMIT_IP=UNLIMITED,
-        AGENTHUB_LOGIN_LIMIT_IP=UNLIMITED,
-        AGENTHUB_LOGIN_LIMIT_ACCOUNT=UNLIMITED,
-    )
 
 
 async def _new_session(client: httpx.AsyncClient, account: Account) -> str:
@@ -164,7 +144,10 @@ async def _post(client: httpx.AsyncClient, account: Account, session_id: str, te
 async def test_redis_outage_under_rest_load(
     postgres_database: str, redis: PrivateRedis, tmp_path: Path
 ) -> None:
-    with server_process(tmp_path, _env(postgres_database, redis, tmp_path)) as server:
+    env = outage_env(
+        postgres_database, redis.url, tmp_path, AGENTHUB_MAX_SESSIONS_PER_AGENT_TYPE="0"
+    )
+    with server_process(tmp_path, env) as server:
         account = await sign_up(server.http)
         async with httpx.AsyncClient(base_url=server.http, timeout=CLIENT_TIMEOUT) as client:
             loaded = await _new_session(client, account)

@@ -2,12 +2,13 @@
 
 Services call `emit(db, ...)` next to the write; `Database.transaction` hands the recorded
 events to the app's publisher once the commit succeeded, so no client ever hears of a change
-that was rolled back.
+that was rolled back. The publisher only queues them (`realtime.relay`): no write waits for
+the broker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ class DomainEvent:
     ts: str = field(default_factory=timestamp)
 
 
-Publisher = Callable[[list[DomainEvent]], Awaitable[None]]
+Publisher = Callable[[list[DomainEvent]], None]
 
 
 def emit(db: AsyncSession, channel: str, event: str, data: dict[str, Any]) -> None:
@@ -47,7 +48,7 @@ def take_pending(db: AsyncSession) -> list[DomainEvent]:
     return pending
 
 
-async def log_publisher(events: list[DomainEvent]) -> None:
+def log_publisher(events: list[DomainEvent]) -> None:
     """The publisher until a realtime broker is wired: a debug line per event."""
     for item in events:
         log.debug("domain_event", channel=item.channel, domain_event=item.event)

@@ -97,8 +97,8 @@ class Database:
 
         An `AgentHubError` with `keep_writes` (failed login, refresh-token reuse) still commits
         what the request recorded before it failed. Domain events recorded with
-        `core.events.emit` are published once the commit succeeded, after the cached reads of
-        the users it wrote for (`core.cache`) were invalidated.
+        `core.events.emit` are handed to the publisher once the commit succeeded, after the
+        cached reads of the users it wrote for (`core.cache`) were invalidated.
         """
         async with self.sessions() as session:
             try:
@@ -111,7 +111,7 @@ class Database:
             if owners := take_touched(session):
                 await self.invalidate(owners)
             if events := take_pending(session):
-                await self.publisher(events)
+                self.publisher(events)
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """`work(db)` in one unit of work that completes even when the calling task is

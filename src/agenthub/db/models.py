@@ -10,6 +10,7 @@ from agenthub.files.models import StoredFile
 from agenthub.ideas.models import Idea
 from agenthub.jobs.models import Job, JobDependency, JobSchedule, Workflow
 from agenthub.projects.models import Project
+from agenthub.realtime.gaps import RealtimeGap
 from agenthub.sessions.models import ChatSession, Message, ToolExecution
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "JobSchedule",
     "Message",
     "Project",
+    "RealtimeGap",
     "RefreshToken",
     "StoredFile",
     "ToolExecution",

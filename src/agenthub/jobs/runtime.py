@@ -18,7 +18,7 @@ from agenthub.core.cache import create_cache
 from agenthub.db.engine import Database
 from agenthub.jobs.registry import load_kinds
 from agenthub.jobs.worker import Worker
-from agenthub.realtime.broker import broker_publisher, create_broker
+from agenthub.realtime.broker import create_broker
 from agenthub.realtime.hub import Hub
 from agenthub.runners.registry import Runners
 
@@ -30,7 +30,7 @@ async def run_worker(settings: Settings, *, concurrency: int | None, kinds: list
     database.invalidate = cache.invalidate
     hub = Hub(settings, database, create_broker(settings))
     await hub.start()
-    database.publisher = broker_publisher(hub.broker)
+    database.publisher = hub.relay.submit
     worker = Worker(
         settings, database, hub, Runners(settings), concurrency=concurrency, kinds=kinds or None
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Literal
+from collections.abc import Awaitable
+from typing import Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
@@ -28,7 +29,9 @@ from agenthub.runners.registry import Runners
 router = APIRouter(prefix="/v1/health", tags=["health"])
 
 RUNNER_PROBE_SECONDS = 2.0
+BROKER_PROBE_SECONDS = 0.5  # a hung Redis must not hold the report past a second
 Status = Literal["ok", "degraded", "down"]
+T = TypeVar("T")
 
 
 class Live(BaseModel):
@@ -76,12 +79,22 @@ async def check_database(database: Database) -> ComponentCheck:
     return ComponentCheck(status="ok", latency_ms=_ms(started))
 
 
+async def _from_broker(call: Awaitable[T]) -> T:
+    """`call`, or `BrokerUnavailable` once it took `BROKER_PROBE_SECONDS`."""
+    try:
+        async with asyncio.timeout(BROKER_PROBE_SECONDS):
+            return await call
+    except TimeoutError:
+        raise BrokerUnavailable(f"no answer within {BROKER_PROBE_SECONDS} s") from None
+
+
 async def check_broker(hub: Hub) -> ComponentCheck:
-    """The realtime broker (Redis in scale-out). Down is `degraded`: REST keeps working, and
-    live events resume when it returns."""
+    """The realtime broker (Redis in scale-out). Down or hung is `degraded`: REST keeps
+    working, and live events resume when it returns; channels whose events were lost
+    meanwhile start a new epoch (`realtime.relay`)."""
     started = time.perf_counter()
     try:
-        await hub.broker.ping()
+        await _from_broker(hub.broker.ping())
     except BrokerUnavailable as exc:
         return ComponentCheck(
             status="degraded", latency_ms=_ms(started), detail=f"{hub.broker.name}: {exc}"
@@ -109,7 +122,11 @@ async def check_runners(runners: Runners) -> ComponentCheck:
 async def check_workers(monitor: Monitor, hub: Hub) -> ComponentCheck:
     """At least one worker sent a heartbeat recently; otherwise jobs wait."""
     started = time.perf_counter()
-    workers = await monitor.workers(hub.broker)
+    try:
+        workers = await _from_broker(monitor.workers(hub.broker))
+    except BrokerUnavailable as exc:
+        detail = f"unknown: {hub.broker.name}: {exc}"
+        return ComponentCheck(status="degraded", latency_ms=_ms(started), detail=detail)
     if not workers:
         return ComponentCheck(
             status="degraded", latency_ms=_ms(started), detail="no live worker; jobs wait"

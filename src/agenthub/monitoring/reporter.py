@@ -13,11 +13,11 @@ import structlog
 from pydantic import TypeAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
-from agenthub.core.events import timestamp
+from agenthub.core.events import DomainEvent
 from agenthub.monitoring.alerts import Alert
 from agenthub.monitoring.health import Health
 from agenthub.monitoring.monitor import Monitor, Snapshot
-from agenthub.realtime.broker import BrokerUnavailable, JsonDict
+from agenthub.realtime.broker import JsonDict
 from agenthub.realtime.channels import SYSTEM
 from agenthub.realtime.hub import Hub
 
@@ -78,9 +78,6 @@ class StatusReporter:
             if not self.hub.has_subscribers(SYSTEM):
                 continue
             try:
-                data = await self.update()
-                await self.hub.broker.publish(SYSTEM, METRICS_EVENT, data, timestamp())
-            except BrokerUnavailable:
-                pass  # the page shows its live view as stale until the broker returns
+                self.hub.relay.submit([DomainEvent(SYSTEM, METRICS_EVENT, await self.update())])
             except Exception:  # one bad sample must not end the updates
                 log.exception("status_update_failed")

@@ -5,7 +5,8 @@ Each channel is a log. `publish` assigns the next offset atomically, so two node
 to one channel never collide or reorder. The log keeps the last `history_size` events and
 expires `history_ttl` seconds after it was last published to or read; its `epoch` changes
 whenever the log starts over, so an offset from an earlier log is never mistaken for one of
-the current log. A publish that fails with `BrokerUnavailable` may still have happened.
+the current log. `restart` starts a log over on purpose, after events meant for it were lost
+(see `realtime.relay`). A publish that fails with `BrokerUnavailable` may still have happened.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Protocol
 import structlog
 
 from agenthub.config import Settings
-from agenthub.core.events import DomainEvent, Publisher
 from agenthub.core.text import valid_text
 
 log = structlog.get_logger("agenthub.realtime")
@@ -78,6 +78,9 @@ class History:
     epoch: str
     offset: int
     events: list[Event] = field(default_factory=list)
+    lost: bool = False
+    """The log was restarted because events meant for it were lost: no position in an earlier
+    log can be resumed here, not even from its start."""
 
     def since(self, offset: int, epoch: str | None) -> tuple[bool, list[Event]]:
         """Whether every event after (`epoch`, `offset`) is still retained, and those events.
@@ -105,6 +108,10 @@ class BrokerListener(Protocol):
         """Live delivery was interrupted (e.g. Redis reconnected): events may have been
         missed and subscribers should catch up from history."""
 
+    def on_restart(self, channel: str, epoch: str) -> None:
+        """`channel`'s log was restarted with `epoch` after events were lost; delivered in
+        order with the channel's events."""
+
 
 class Broker(Protocol):
     """Publish, subscribe, history and presence; one instance per process."""
@@ -127,6 +134,10 @@ class Broker(Protocol):
         event published afterwards is delivered."""
 
     async def unsubscribe(self, channel: str) -> None: ...
+
+    async def restart(self, channel: str) -> str:
+        """Start the channel's log over, empty, with a new epoch marked `lost`, and tell the
+        listeners of every node (`on_restart`); returns the epoch."""
 
     async def history(self, channel: str, after: int | None = 0) -> History:
         """The channel's epoch, last offset and the retained events with an offset above
@@ -154,22 +165,3 @@ def create_broker(settings: Settings) -> Broker:
     from agenthub.realtime.memory import MemoryBroker
 
     return MemoryBroker(settings)
-
-
-def broker_publisher(broker: Broker) -> Publisher:
-    """Publish committed domain events; a broker outage loses the notification, never data
-    (clients refetch by REST), so it is logged and swallowed."""
-
-    async def publish(events: list[DomainEvent]) -> None:
-        for item in events:
-            try:
-                await broker.publish(item.channel, item.event, item.data, item.ts)
-            except BrokerUnavailable as exc:
-                log.warning(
-                    "event_not_published",
-                    channel=item.channel,
-                    domain_event=item.event,
-                    error=str(exc),
-                )
-
-    return publish

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,6 +13,7 @@ from agenthub.core.events import timestamp
 from agenthub.core.ids import new_id
 from agenthub.realtime.broker import Event
 from agenthub.realtime.channels import Principal
+from agenthub.realtime.protocol import subscribed_frame
 
 if TYPE_CHECKING:
     from agenthub.realtime.hub import Hub
@@ -96,12 +98,20 @@ class Connection:
         }
 
 
+@dataclass(frozen=True)
+class Restart:
+    """The channel's log was restarted with `epoch` after events were lost."""
+
+    epoch: str
+
+
 class Subscription:
     """A connection's subscription to one channel: delivers each event exactly once, in order.
 
     While `pending` is a list the subscription is catching up from history and live events
-    wait there; `go_live` replays them past the position reached. A live event that skips an
-    offset means live delivery missed something, so the subscription catches up again.
+    (and restarts) wait there; `go_live` replays them past the position reached. A live event
+    that skips an offset means live delivery missed something, so the subscription catches up
+    again.
     """
 
     def __init__(self, hub: Hub, connection: Connection, channel: str) -> None:
@@ -110,7 +120,7 @@ class Subscription:
         self.channel = channel
         self.epoch = ""
         self.offset = 0
-        self.pending: list[Event] | None = []
+        self.pending: list[Event | Restart] | None = []
         self.presence: dict[str, Any] | None = None
 
     def deliver(self, event: Event) -> None:
@@ -127,11 +137,25 @@ class Subscription:
         self.pending = [event]
         self.hub.catch_up(self)
 
+    def restart(self, epoch: str) -> None:
+        """Tell the client that it missed events it cannot get back (an unsolicited
+        `subscribed` with `recovered: false`) and follow the new log, unless already on it."""
+        if self.pending is not None:
+            self.pending.append(Restart(epoch))
+            return
+        if epoch == self.epoch:
+            return
+        self.epoch, self.offset = epoch, 0
+        self.connection.send(subscribed_frame(self.channel, epoch, 0, False))
+
     def go_live(self, epoch: str, offset: int) -> None:
         self.epoch, self.offset = epoch, offset
         pending, self.pending = self.pending or [], None
-        for event in pending:
-            self.deliver(event)
+        for item in pending:
+            if isinstance(item, Restart):
+                self.restart(item.epoch)
+            else:
+                self.deliver(item)
 
     @property
     def active(self) -> bool:

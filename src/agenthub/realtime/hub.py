@@ -1,6 +1,6 @@
 """The hub: this node's realtime connections, their subscriptions and the loops that keep them
 healthy (heartbeats, presence refresh). Transports (`ws`, `sse`) feed it; the broker feeds it
-live events through `on_event`."""
+live events through `on_event`; what this node publishes goes through its `relay`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from agenthub.config import Settings
-from agenthub.core.events import timestamp
+from agenthub.core.events import DomainEvent, timestamp
 from agenthub.db.engine import Database
 from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History, JsonDict
 from agenthub.realtime.channels import (
@@ -26,7 +26,8 @@ from agenthub.realtime.channels import (
     sees_members,
 )
 from agenthub.realtime.connection import CloseCode, Connection, Subscription, Transport
-from agenthub.realtime.protocol import Position
+from agenthub.realtime.protocol import Position, subscribed_frame
+from agenthub.realtime.relay import EventRelay
 
 log = structlog.get_logger("agenthub.realtime")
 
@@ -49,6 +50,7 @@ class Hub:
         self.settings = settings
         self.database = database
         self.broker = broker
+        self.relay = EventRelay(settings, database, broker)
         self.node = secrets.token_hex(4)
         self.connections: dict[str, Connection] = {}
         self.stats = HubStats()
@@ -76,6 +78,7 @@ class Hub:
 
     async def start(self) -> None:
         await self.broker.start(self)
+        self.relay.start()
         self._loops = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self._presence_loop()),
@@ -95,6 +98,7 @@ class Hub:
         for task in [*self._loops, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await self.relay.close()
         await self.broker.close()
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
@@ -139,6 +143,8 @@ class Hub:
             await self.broker.remove_member(CONNECTIONS_KEY, connection.id)
 
     async def _register(self, connection: Connection) -> None:
+        if self.relay.down:  # known unavailable: the presence loop lists it once it answers
+            return
         with contextlib.suppress(BrokerUnavailable):
             await self.broker.set_members(
                 CONNECTIONS_KEY,
@@ -164,6 +170,8 @@ class Hub:
             self._channels.get(channel, set()).discard(previous)
         self._channels.setdefault(channel, set()).add(subscription)
         try:
+            if self.relay.down:  # known unavailable: answer now rather than after a timeout
+                raise BrokerUnavailable("broker unavailable")
             await self._node_subscribe(channel)
             history = await self.broker.history(channel, None if since is None else since.offset)
         except BrokerUnavailable:
@@ -179,21 +187,12 @@ class Hub:
         recovered, missed = (
             (True, []) if since is None else history.since(since.offset, since.epoch)
         )
-        connection.send(self._subscribed(channel, history, recovered, frame_id))
+        connection.send(
+            subscribed_frame(channel, history.epoch, history.offset, recovered, frame_id)
+        )
         for event in missed if recovered else []:
             connection.send(event)
         subscription.go_live(history.epoch, history.offset)
-
-    @staticmethod
-    def _subscribed(channel: str, history: History, recovered: bool, frame_id: Any) -> JsonDict:
-        return {
-            "type": "subscribed",
-            "id": frame_id,
-            "channel": channel,
-            "offset": history.offset,
-            "epoch": history.epoch,
-            "recovered": recovered,
-        }
 
     async def unsubscribe(self, connection: Connection, channel: str) -> bool:
         subscription = connection.subscriptions.get(channel)
@@ -212,8 +211,8 @@ class Hub:
             info, subscription.presence = subscription.presence, None
             with contextlib.suppress(BrokerUnavailable):
                 await self.broker.remove_member(subscription.channel, connection.id)
-                left = {"connection_id": info["connection_id"], "user_id": info["user_id"]}
-                await self.broker.publish(subscription.channel, "presence.leave", left, timestamp())
+            left = {"connection_id": info["connection_id"], "user_id": info["user_id"]}
+            self.relay.submit([DomainEvent(subscription.channel, "presence.leave", left)])
 
     async def _join(self, subscription: Subscription) -> None:
         connection = subscription.connection
@@ -227,11 +226,10 @@ class Hub:
             await self.broker.set_members(
                 subscription.channel, {connection.id: info}, self.settings.presence_ttl_seconds
             )
-            await self.broker.publish(
-                subscription.channel, "presence.join", info, info["joined_at"]
-            )
         except BrokerUnavailable as exc:  # the refresh loop records the presence later
             log.warning("presence_not_recorded", channel=subscription.channel, error=str(exc))
+        join = DomainEvent(subscription.channel, "presence.join", info, info["joined_at"])
+        self.relay.submit([join])
 
     def _detach(self, subscription: Subscription) -> None:
         channel = subscription.channel
@@ -282,6 +280,10 @@ class Hub:
             subscription.deliver(event)
         self.stats.events_delivered += len(subscribers)
 
+    def on_restart(self, channel: str, epoch: str) -> None:
+        for subscription in list(self._channels.get(channel, ())):
+            subscription.restart(epoch)
+
     def on_resync(self) -> None:
         for subscribers in self._channels.values():
             for subscription in subscribers:
@@ -299,7 +301,7 @@ class Hub:
         A log that started over (new epoch) while the subscription was live lost nothing
         when it expired idle, so it is replayed from its start. After a broker outage a new
         epoch means the broker lost its logs, and publishes during the outage are gone: that
-        is not recovered."""
+        is not recovered, and neither is a log restarted because events were lost."""
         while True:
             try:
                 history = await self.broker.history(subscription.channel)
@@ -311,14 +313,17 @@ class Hub:
         if not subscription.active:
             return
         recovered, missed = history.since(subscription.offset, subscription.epoch)
-        if not recovered and history.epoch != subscription.epoch and not after_outage:
+        expired = history.epoch != subscription.epoch and not history.lost
+        if not recovered and expired and not after_outage:
             recovered, missed = history.since(0, None)
         connection = subscription.connection
         if recovered:
             for event in missed:
                 connection.send(event)
         else:
-            connection.send(self._subscribed(subscription.channel, history, False, None))
+            connection.send(
+                subscribed_frame(subscription.channel, history.epoch, history.offset, False, None)
+            )
         subscription.go_live(history.epoch, history.offset)
 
     # -- client actions ------------------------------------------------------------------
@@ -327,7 +332,7 @@ class Hub:
         if not is_room(channel):
             raise ChannelRefused("forbidden", "Clients publish to rooms only (room:{name}).")
         body = {"connection_id": connection.id, "user_id": connection.user_id, "data": data}
-        return await self.broker.publish(channel, "room.message", body, timestamp())
+        return await self.relay.publish(channel, "room.message", body)
 
     async def history(
         self, who: Principal, channel: str, since: Position | None, limit: int

@@ -25,6 +25,7 @@ class _Log:
     history_size: int
     epoch: str = field(default_factory=new_epoch)
     offset: int = 0
+    lost: bool = False
     touched: float = field(default_factory=time.monotonic)
     events: deque[Event] = field(init=False)
 
@@ -85,6 +86,13 @@ class MemoryBroker:
             self._listener.on_event(item)
         return item
 
+    async def restart(self, channel: str) -> str:
+        self._sweep(time.monotonic())
+        channel_log = self._logs[channel] = _Log(self._size, lost=True)
+        if self._listener is not None and channel in self._subscribed:
+            self._listener.on_restart(channel, channel_log.epoch)
+        return channel_log.epoch
+
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)
 
@@ -94,7 +102,7 @@ class MemoryBroker:
     async def history(self, channel: str, after: int | None = 0) -> History:
         channel_log = self._log(channel)
         events = [] if after is None else [e for e in channel_log.events if e.offset > after]
-        return History(channel_log.epoch, channel_log.offset, events)
+        return History(channel_log.epoch, channel_log.offset, events, channel_log.lost)
 
     async def set_members(self, key: str, members: Mapping[str, JsonDict], ttl: float) -> None:
         expires = time.monotonic() + ttl

@@ -116,6 +116,21 @@ def error_frame(code: str, message: str, frame_id: Any = None) -> dict[str, Any]
     return {"type": "error", "id": frame_id, "code": code, "message": message}
 
 
+def subscribed_frame(
+    channel: str, epoch: str, offset: int, recovered: bool, frame_id: Any = None
+) -> dict[str, Any]:
+    """The answer to `subscribe`; unsolicited (no id, `recovered: false`) when events of a
+    live subscription were lost."""
+    return {
+        "type": "subscribed",
+        "id": frame_id,
+        "channel": channel,
+        "offset": offset,
+        "epoch": epoch,
+        "recovered": recovered,
+    }
+
+
 def parse_position(value: str) -> Position:
     """`<epoch>:<offset>` (an SSE event id) or a bare `<offset>` (`0`: all retained history)."""
     epoch, _, offset = value.rpartition(":")

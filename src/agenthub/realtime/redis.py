@@ -1,10 +1,11 @@
 """The Redis broker: logs, fan-out and presence shared by every node using one Redis and prefix.
 
-Keys (all under `<prefix>:`): `meta:<channel>` (hash: `epoch`, `offset`), `events:<channel>`
-(stream of retained events, id `<offset>-1`, field `b` = JSON `{"event","data","ts"}`),
-`presence:<key>` (hash: member id -> JSON `{"expires","info"}`) and the pub/sub channel
-`ev:<channel>` (message `<epoch>\\n<offset>\\n<body>`). One Lua script assigns the offset,
-appends and publishes, so pub/sub order is offset order on every node.
+Keys (all under `<prefix>:`): `meta:<channel>` (hash: `epoch`, `offset`, and `lost` once
+restarted), `events:<channel>` (stream of retained events, id `<offset>-1`, field `b` = JSON
+`{"event","data","ts"}`), `presence:<key>` (hash: member id -> JSON `{"expires","info"}`) and
+the pub/sub channel `ev:<channel>` (message `<epoch>\\n<offset>\\n<body>`; offset 0 with no
+body announces a restart). One Lua script assigns the offset, appends and publishes, so
+pub/sub order is offset order on every node.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ redis.call('PUBLISH', ARGV[5], epoch .. '\\n' .. offset .. '\\n' .. ARGV[2])
 return {offset, epoch}
 """
 
+# KEYS: meta, stream. ARGV: new epoch, ttl (s), pub/sub channel.
+RESTART_LUA = """
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'offset', 0, 'lost', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. '\\n0\\n')
+return ARGV[1]
+"""
+
 # KEYS: meta, stream. ARGV: new epoch, ttl (s), first stream id wanted ('' for none).
 # Reading keeps the log alive, as in memory.
 HISTORY_LUA = """
@@ -63,15 +73,16 @@ if not epoch then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'offset', 0)
   redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return {ARGV[1], 0, {}}
+  return {ARGV[1], 0, 0, {}}
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local offset = tonumber(redis.call('HGET', KEYS[1], 'offset'))
+local lost = redis.call('HEXISTS', KEYS[1], 'lost')
 if ARGV[3] == '' then
-  return {epoch, offset, {}}
+  return {epoch, offset, lost, {}}
 end
-return {epoch, offset, redis.call('XRANGE', KEYS[2], ARGV[3], '+')}
+return {epoch, offset, lost, redis.call('XRANGE', KEYS[2], ARGV[3], '+')}
 """
 
 # KEYS: presence hash. ARGV: member id, value, ... Drops expired members unless refreshed since.
@@ -113,14 +124,15 @@ class RedisBroker:
     def __init__(self, settings: Settings) -> None:
         if not settings.redis_url:
             raise ValueError("RedisBroker needs AGENTHUB_REDIS_URL")
+        timeout = settings.broker_timeout_seconds
         options: dict[str, Any] = {
             "decode_responses": True,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
             "retry": Retry(NoBackoff(), 0),  # a publish must never run twice
         }
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=MAX_CONNECTIONS, timeout=5, **options
+            settings.redis_url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
         )
         self._client = aioredis.Redis.from_pool(pool)
         # Blocking pub/sub reads ignore socket_timeout; the reader pings an idle connection.
@@ -130,6 +142,7 @@ class RedisBroker:
         self._size = settings.realtime_history_size
         self._ttl = math.ceil(settings.realtime_history_ttl_seconds)
         self._publish = self._client.register_script(PUBLISH_LUA)
+        self._restart = self._client.register_script(RESTART_LUA)
         self._history = self._client.register_script(HISTORY_LUA)
         self._expire_members = self._client.register_script(EXPIRE_MEMBERS_LUA)
         self._listener: BrokerListener | None = None
@@ -171,14 +184,20 @@ class RedisBroker:
         count_event(channel)
         return Event(channel, int(offset), str(epoch), event, data, ts)
 
+    async def restart(self, channel: str) -> str:
+        args: list[EncodableT] = [_new_epoch(), self._ttl, self._ev_prefix + channel]
+        with _unavailable("restart"):
+            epoch = await self._restart(keys=self._keys(channel), args=args)
+        return str(epoch)
+
     async def history(self, channel: str, after: int | None = 0) -> History:
         start = "" if after is None else f"{after + 1}-0"  # ids are `<offset>-1`
         with _unavailable("history"):
-            epoch, offset, entries = await self._history(
+            epoch, offset, lost, entries = await self._history(
                 keys=self._keys(channel), args=[_new_epoch(), self._ttl, start]
             )
         events = [self._event(channel, epoch, int(i.split("-")[0]), f[1]) for i, f in entries]
-        return History(str(epoch), int(offset), events)
+        return History(str(epoch), int(offset), events, bool(lost))
 
     @staticmethod
     def _event(channel: str, epoch: str, offset: int, body: str) -> Event:
@@ -289,9 +308,13 @@ class RedisBroker:
     def _deliver(self, key: str, data: str) -> None:
         try:
             epoch, offset, body = data.split("\n", 2)
-            event = self._event(key[len(self._ev_prefix) :], epoch, int(offset), body)
-            if self._listener is not None:
-                self._listener.on_event(event)
+            channel = key[len(self._ev_prefix) :]
+            if self._listener is None:
+                return
+            if offset == "0":
+                self._listener.on_restart(channel, epoch)
+            else:
+                self._listener.on_event(self._event(channel, epoch, int(offset), body))
         except Exception:
             log.exception("redis_event_dispatch_failed", channel=key)
 

@@ -15,7 +15,6 @@ from agenthub.core.errors import (
     ValidationFailed,
     problem_responses,
 )
-from agenthub.core.events import timestamp
 from agenthub.core.pagination import After, Limit, Page
 from agenthub.realtime.broker import BrokerUnavailable, dumps
 from agenthub.realtime.channels import (
@@ -185,9 +184,7 @@ async def realtime_stats(request: Request, _: CurrentUser) -> RealtimeStats:
 async def broadcast(request: Request, _: AdminUser, body: BroadcastIn) -> Published:
     """Publish an event on any channel (for example `system.notification` on `system`)."""
     try:
-        event = await hub_of(request).broker.publish(
-            body.channel, body.event, body.data, timestamp()
-        )
+        event = await hub_of(request).relay.publish(body.channel, body.event, body.data)
     except BrokerUnavailable:
         raise unavailable() from None
     return Published(
