@@ -8,6 +8,7 @@ import base64
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
@@ -64,6 +65,16 @@ async def login(
 async def own_actions(client: httpx.AsyncClient, account: Account) -> list[str]:
     page = await list_page(client, account, "/v1/user/audit")
     return [event["action"] for event in page["data"]]
+
+
+async def relogin(client: httpx.AsyncClient, account: Account) -> Account:
+    """The account in a new login (after its own was ended)."""
+    response = await login(client, account.email, account.password)
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    return replace(
+        account, access_token=tokens["access_token"], refresh_token=tokens["refresh_token"]
+    )
 
 
 # --- register -------------------------------------------------------------------------------
@@ -271,10 +282,13 @@ def _segment(value: dict[str, Any]) -> str:
     return _b64(json.dumps(value, separators=(",", ":")).encode())
 
 
-def _claims(user_id: str, **overrides: Any) -> dict[str, Any]:
+def _claims(account: Account, **overrides: Any) -> dict[str, Any]:
+    """Claims like those of the account's access token (its user and login)."""
     now = datetime.now(UTC)
+    issued = jwt.decode(account.access_token, options={"verify_signature": False})
     claims: dict[str, Any] = {
-        "sub": user_id,
+        "sub": account.id,
+        "sid": issued["sid"],
         "iat": now,
         "nbf": now,
         "exp": now + timedelta(minutes=5),
@@ -309,12 +323,12 @@ def flipped_signature_char(account: Account) -> str:
 
 
 def alg_none(account: Account) -> str:
-    return jwt.encode(_claims(account.id), None, algorithm="none")
+    return jwt.encode(_claims(account), None, algorithm="none")
 
 
 def alg_none_by_hand(account: Account) -> str:
     now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": account.id, "iat": now, "exp": now + 300, "typ": "access"}
+    claims = {**_claims(account), "iat": now, "nbf": now, "exp": now + 300}
     return f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(claims)}."
 
 
@@ -325,30 +339,40 @@ def signature_stripped(account: Account) -> str:
 
 def expired(account: Account) -> str:
     past = datetime.now(UTC) - timedelta(hours=1)
-    claims = _claims(account.id, iat=past, nbf=past, exp=past + timedelta(minutes=15))
+    claims = _claims(account, iat=past, nbf=past, exp=past + timedelta(minutes=15))
     return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
 
 
 def other_secret(account: Account) -> str:
-    return jwt.encode(_claims(account.id), "another-secret-" + "y" * 32, algorithm="HS256")
+    return jwt.encode(_claims(account), "another-secret-" + "y" * 32, algorithm="HS256")
 
 
 def not_an_access_token(account: Account) -> str:
-    return jwt.encode(_claims(account.id, typ="refresh"), TEST_SECRET, algorithm="HS256")
+    return jwt.encode(_claims(account, typ="refresh"), TEST_SECRET, algorithm="HS256")
 
 
 def unknown_subject(account: Account) -> str:
-    return jwt.encode(_claims("usr_" + "0" * 26), TEST_SECRET, algorithm="HS256")
+    return jwt.encode(_claims(account, sub="usr_" + "0" * 26), TEST_SECRET, algorithm="HS256")
+
+
+def unknown_login(account: Account) -> str:
+    return jwt.encode(_claims(account, sid="lgn_" + "0" * 26), TEST_SECRET, algorithm="HS256")
+
+
+def missing_login(account: Account) -> str:
+    claims = _claims(account)
+    del claims["sid"]
+    return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
 
 
 def missing_expiry(account: Account) -> str:
-    claims = _claims(account.id)
+    claims = _claims(account)
     del claims["exp"]
     return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
 
 
 def hs384(account: Account) -> str:
-    return jwt.encode(_claims(account.id), TEST_SECRET, algorithm="HS384")
+    return jwt.encode(_claims(account), TEST_SECRET, algorithm="HS384")
 
 
 def refresh_token_as_bearer(account: Account) -> str:
@@ -366,6 +390,8 @@ TOKEN_ATTACKS: list[Callable[[Account], str]] = [
     other_secret,
     not_an_access_token,
     unknown_subject,
+    unknown_login,
+    missing_login,
     missing_expiry,
     hs384,
     refresh_token_as_bearer,
@@ -380,7 +406,7 @@ async def test_a_forged_token_with_the_real_secret_is_accepted(
     client: httpx.AsyncClient, account: Account
 ) -> None:
     """The control for the attacks below: a well-formed token signed with the key works."""
-    token = jwt.encode(_claims(account.id), TEST_SECRET, algorithm="HS256")
+    token = jwt.encode(_claims(account), TEST_SECRET, algorithm="HS256")
     assert await profile_status(client, {"Authorization": f"Bearer {token}"}) == 200
 
 
@@ -398,6 +424,8 @@ async def test_a_forged_token_with_the_real_secret_is_accepted(
         "other-secret",
         "typ-refresh",
         "unknown-subject",
+        "unknown-login",
+        "no-login",
         "no-exp",
         "hs384",
         "refresh-token-as-bearer",
@@ -462,7 +490,7 @@ async def test_refresh_token_reuse_revokes_the_whole_family(
     assert "already used" in body["detail"]
     # The token issued by the rotation died with its family.
     assert_problem(await refresh(client, rotated), 401)
-    assert "auth.refresh_reuse" in await own_actions(client, account)
+    assert "auth.refresh_reuse" in await own_actions(client, await relogin(client, account))
 
 
 async def test_refresh_reuse_leaves_other_logins_alive(
@@ -486,7 +514,7 @@ async def test_concurrent_refresh_with_one_token_rotates_it_once(
     winner = next(r for r in responses if r.status_code == 200).json()["refresh_token"]
     # Presenting the token more than once is reuse: the whole family is revoked.
     assert_problem(await refresh(client, winner), 401)
-    assert "auth.refresh_reuse" in await own_actions(client, account)
+    assert "auth.refresh_reuse" in await own_actions(client, await relogin(client, account))
 
 
 async def test_expired_refresh_token_is_401(
@@ -537,7 +565,7 @@ async def test_logout_revokes_the_refresh_token(
     assert response.status_code == 204
     assert response.content == b""
     assert_problem(await refresh(client, account.refresh_token), 401)
-    assert "auth.logout" in await own_actions(client, account)
+    assert "auth.logout" in await own_actions(client, await relogin(client, account))
 
 
 async def test_logout_revokes_tokens_rotated_from_that_login(
