@@ -320,12 +320,17 @@ async def _httpx_load(
 
         await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
+    return load_of(latencies, errors, elapsed)
+
+
+def load_of(latencies_ms: list[float], errors: int, elapsed: float) -> Load:
+    """The `Load` of a run: successful requests' latencies, failures and its duration."""
+    latencies_ms.sort()
     return Load(
-        requests_per_s=len(latencies) / elapsed,
-        p50_ms=percentile(latencies, 0.50),
-        p99_ms=percentile(latencies, 0.99),
-        requests=len(latencies) + errors,
+        requests_per_s=len(latencies_ms) / elapsed,
+        p50_ms=percentile(latencies_ms, 0.50),
+        p99_ms=percentile(latencies_ms, 0.99),
+        requests=len(latencies_ms) + errors,
         errors=errors,
     )
 

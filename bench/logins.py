@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,7 +60,15 @@ from logins_baseline import user_only
 PROFILE_PATH = "/v1/user/profile"
 BASELINE_TARGET = "logins_baseline:create_app"
 CHECKED, BARE = "login check", "user only"
+T = TypeVar("T")
 Lookup = Callable[[AsyncSession, dict[str, Any]], Awaitable[Credential | None]]
+
+
+def alternate(variants: dict[str, T], round_number: int) -> list[tuple[str, T]]:
+    """The variants in one order on even rounds and the other on odd ones (ABBA), so neither
+    always runs first."""
+    items = list(variants.items())
+    return items[::-1] if round_number % 2 else items
 
 
 def sign_up(base_url: str) -> str:
@@ -80,7 +88,7 @@ async def time_lookups(url: str, token: str, rounds: int, calls: int) -> dict[st
     database = Database(settings)
     try:
         for round_number in range(rounds + 1):
-            for name, lookup in lookups.items():
+            for name, lookup in alternate(lookups, round_number):
                 for _ in range(calls):
                     started = time.perf_counter()
                     async with database.transaction() as db:
@@ -128,7 +136,7 @@ def time_requests(
             BARE: stack.enter_context(uvicorn_server("baseline", BASELINE_TARGET, env, workdir)),
         }
         for round_number in range(args.rounds):
-            for name, server in servers.items():
+            for name, server in alternate(servers, round_number):
                 warmup = args.warmup if round_number == 0 else 0.0
                 load = measure_load(
                     server,
