@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import secrets
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from agenthub.auth.models import RefreshToken
+from agenthub.auth.models import RefreshToken, User
 from conftest import TEST_SECRET, AccountFactory, asgi_client, custom_app
 from support import (
     PASSWORD,
@@ -230,6 +231,27 @@ async def test_login_returns_a_token_pair(client: httpx.AsyncClient) -> None:
     profile = await client.get("/v1/user/profile", headers=headers)
     assert profile.status_code == 200
     assert profile.json()["email"] == email
+
+
+async def test_a_password_stored_before_normalisation_still_signs_in(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """A hash made from a decomposed (NFD) password, as accounts created before passwords
+    were normalised may have: the password as typed then still matches, and is stored again
+    in NFC, after which the composed form matches too."""
+    decomposed = unicodedata.normalize("NFD", "Crème brûlée à minuit")
+    composed = unicodedata.normalize("NFC", decomposed)
+    email = new_email()
+    await register(client, email)
+    async with app.state.database.transaction() as db:
+        await db.execute(
+            update(User)
+            .where(User.email == email)
+            .values(password_hash=app.state.hasher.hash(decomposed))
+        )
+    assert_problem(await login(client, email, composed), 401)
+    assert (await login(client, email, decomposed)).status_code == 200
+    assert (await login(client, email, composed)).status_code == 200
 
 
 async def test_login_email_is_case_insensitive(client: httpx.AsyncClient) -> None:
