@@ -33,7 +33,7 @@ install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
 test: install-dev
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: install-dev
 	$(PY) -m ruff check src tests bench

@@ -76,6 +76,21 @@ _THREADS = pytest.StashKey[set[threading.Thread]]()
 _RECORDS = pytest.StashKey[_Records]()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` (`make test`), the tests of a module that share a
+    module-scoped fixture (a server process) run on one xdist worker, so that server starts
+    once instead of once per worker."""
+    for item in items:
+        if isinstance(item, pytest.Function) and _shares_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _shares_module_fixture(item: pytest.Function) -> bool:
+    definitions = item._fixtureinfo.name2fixturedefs.values()
+    return any(chain[-1].scope in ("module", "package") for chain in definitions)
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     item.stash[_THREADS] = set(threading.enumerate())

@@ -46,7 +46,7 @@ class Plan:
     concurrency: int
 
 
-PLANS = [Plan("postgres", 5000, 3, 6), Plan("sqlite", 1000, 1, 8)]
+PLANS = [Plan("postgres", 2500, 3, 6), Plan("sqlite", 1000, 1, 8)]
 """SQLite has one worker (one writer); 1,000 jobs leave room for its five restarts."""
 
 
