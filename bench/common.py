@@ -21,12 +21,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import NoReturn
 
 import httpx
+import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 BENCH_SECRET = "agenthub-bench-secret-0f6c2b1e9d4a4c7b8e3f5a6d7c8b9a0e"
@@ -288,6 +289,83 @@ def run_wrk(
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     return parse_wrk(done.stdout)
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+async def _httpx_load(
+    url: str, connections: int, duration: float, headers: Mapping[str, str]
+) -> Load:
+    """`connections` workers, each sending one GET after another for `duration` s."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, headers=dict(headers), timeout=5.0) as client:
+        started = time.perf_counter()
+        deadline = started + duration
+
+        async def worker() -> None:
+            nonlocal errors
+            while (sent := time.perf_counter()) < deadline:
+                try:
+                    resp = await client.get(url)
+                    ok = resp.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append((time.perf_counter() - sent) * 1000)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    return load_of(latencies, errors, elapsed)
+
+
+def load_of(latencies_ms: list[float], errors: int, elapsed: float) -> Load:
+    """The `Load` of a run: successful requests' latencies, failures and its duration."""
+    latencies_ms.sort()
+    return Load(
+        requests_per_s=len(latencies_ms) / elapsed,
+        p50_ms=percentile(latencies_ms, 0.50),
+        p99_ms=percentile(latencies_ms, 0.99),
+        requests=len(latencies_ms) + errors,
+        errors=errors,
+    )
+
+
+def run_httpx(
+    url: str, connections: int, duration: float, *, headers: Mapping[str, str] | None = None
+) -> Load:
+    """An asyncio + httpx load generator (when wrk is not installed); it shares the CPUs with
+    the server."""
+    return asyncio.run(_httpx_load(url, connections, duration, headers or {}))
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def measure_load(
+    server: Server,
+    url: str,
+    headers: Mapping[str, str],
+    generator: str,
+    connections: int,
+    duration: float,
+    warmup: float = 0.0,
+) -> Load:
+    """GET `url` with `generator` ("wrk" or "httpx"): a warm-up run (discarded), then the
+    measured run and the server process's CPU time per request during it."""
+    run = run_wrk if generator == "wrk" else run_httpx
+    if warmup > 0:
+        run(url, connections, warmup, headers=headers)
+    before = cpu_seconds(server.pid)
+    load = run(url, connections, duration, headers=headers)
+    cpu = cpu_seconds(server.pid) - before
+    return replace(load, cpu_ms_per_request=cpu * 1000 / max(load.requests, 1))
 
 
 # --- reporting and signals -----------------------------------------------------------------

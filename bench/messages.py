@@ -48,6 +48,7 @@ from common import (
     Server,
     exit_on_sigterm,
     expect,
+    load_of,
     percentile,
     pg_dsn,
     postgres_database,
@@ -470,15 +471,7 @@ async def _raw_appends(
     started = time.perf_counter()
     deadline = started + seconds
     await asyncio.gather(*(worker() for _ in range(connections)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return Load(
-        requests_per_s=len(latencies) / elapsed,
-        p50_ms=percentile(latencies, 0.50),
-        p99_ms=percentile(latencies, 0.99),
-        requests=len(latencies) + errors,
-        errors=errors,
-    )
+    return load_of(latencies, errors, time.perf_counter() - started)
 
 
 async def raw_appends(

@@ -16,17 +16,14 @@ then the ratio agenthub / baseline.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import sys
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
 from common import (
     AGENTHUB_TARGET,
@@ -34,10 +31,9 @@ from common import (
     Server,
     exit_on_sigterm,
     expect,
-    percentile,
+    measure_load,
     postgres_database,
     register_user,
-    run_wrk,
     server_env,
     sqlite_database,
     uvicorn_server,
@@ -84,52 +80,6 @@ def check_same_profile(base_url: str, account: Account) -> None:
         )
 
 
-# --- load generators -----------------------------------------------------------------------
-
-
-def wrk_load(url: str, token: str, connections: int, duration: float) -> Load:
-    return run_wrk(url, connections, duration, headers={"Authorization": f"Bearer {token}"})
-
-
-async def _httpx_load(url: str, token: str, connections: int, duration: float) -> Load:
-    """`connections` workers, each sending one request after another for `duration` s."""
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=5.0) as client:
-        started = time.perf_counter()
-        deadline = started + duration
-
-        async def worker() -> None:
-            nonlocal errors
-            while (sent := time.perf_counter()) < deadline:
-                try:
-                    resp = await client.get(url)
-                    ok = resp.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append((time.perf_counter() - sent) * 1000)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return Load(
-        requests_per_s=len(latencies) / elapsed,
-        p50_ms=percentile(latencies, 0.50),
-        p99_ms=percentile(latencies, 0.99),
-        requests=len(latencies) + errors,
-        errors=errors,
-    )
-
-
-def run_httpx(url: str, token: str, connections: int, duration: float) -> Load:
-    return asyncio.run(_httpx_load(url, token, connections, duration))
-
-
 # --- benchmark -----------------------------------------------------------------------------
 
 
@@ -141,22 +91,13 @@ class Options:
     generator: str  # "wrk" or "httpx"
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
 def measure(server: Server, token: str, opts: Options) -> Load:
     """A warm-up run (discarded), then the measured run and the server's CPU time during it."""
     url = server.base_url + PROFILE_PATH
-    run = wrk_load if opts.generator == "wrk" else run_httpx
-    if opts.warmup > 0:
-        run(url, token, opts.connections, opts.warmup)
-    process = psutil.Process(server.pid)
-    cpu_before = _cpu_seconds(process)
-    load = run(url, token, opts.connections, opts.duration)
-    cpu = _cpu_seconds(process) - cpu_before
-    return replace(load, cpu_ms_per_request=cpu * 1000 / max(load.requests, 1))
+    headers = {"Authorization": f"Bearer {token}"}
+    return measure_load(
+        server, url, headers, opts.generator, opts.connections, opts.duration, opts.warmup
+    )
 
 
 def bench_database(database_url: str, workdir: Path, opts: Options) -> dict[str, Load]:

@@ -2,7 +2,8 @@
 
 No FastAPI, no middleware, no dependency injection, no ORM, no pydantic: one route that checks
 the bearer JWT with PyJWT (same secret, algorithm and required claims as agenthub) and runs the
-same two queries with SQLAlchemy Core on an engine built exactly like agenthub's (same pool,
+same two queries (the user joined with the token's login, which must be active; the key
+prefixes) with SQLAlchemy Core on an engine built exactly like agenthub's (same pool,
 same SQLite pragmas), then returns the same JSON. Run by uvicorn as a factory:
 `python -m uvicorn --app-dir bench profile_baseline:create_app --factory`.
 """
@@ -25,8 +26,9 @@ from agenthub.config import Settings
 from agenthub.db.engine import create_engine
 
 USER_QUERY = text(
-    "SELECT id, email, username, is_admin, created_at, preferences, prompt_tokens, "
-    "completion_tokens FROM users WHERE id = :id AND deleted_at IS NULL"
+    "SELECT users.id, email, username, is_admin, users.created_at, preferences, prompt_tokens, "
+    "completion_tokens FROM users JOIN logins ON logins.user_id = users.id "
+    "WHERE users.id = :id AND deleted_at IS NULL AND logins.id = :sid AND revoked_at IS NULL"
 ).columns(
     id=String,
     email=String,
@@ -68,15 +70,15 @@ def create_app() -> Starlette:
                 token,
                 secret,
                 algorithms=["HS256"],
-                options={"require": ["sub", "exp", "iat", "typ"]},
+                options={"require": ["sub", "sid", "exp", "iat", "typ"]},
             )
         except jwt.PyJWTError:
             return _unauthorized()
-        user_id = claims.get("sub")
+        user_id, login_id = claims.get("sub"), claims.get("sid")
         if claims.get("typ") != "access" or not isinstance(user_id, str):
             return _unauthorized()
         async with engine.connect() as conn:
-            user = (await conn.execute(USER_QUERY, {"id": user_id})).first()
+            user = (await conn.execute(USER_QUERY, {"id": user_id, "sid": login_id})).first()
             if user is None:
                 return _unauthorized()
             prefixes = (await conn.execute(KEY_PREFIXES_QUERY, {"user_id": user_id})).scalars()

@@ -14,6 +14,7 @@ import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
@@ -250,36 +251,43 @@ async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
         await database.dispose()
 
 
+CLI_CLIENT_NAME = "agenthub-cli"
+
+
 async def _create_user(settings: Settings, email: str, password: str, admin: bool) -> str:
     from agenthub.auth import service
-    from agenthub.auth.service import ClientInfo
+    from agenthub.auth.audit import ClientInfo, audit
     from agenthub.core.security import PasswordHasher
 
     hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
     async with _transaction(settings) as db:
         user = await service.create_user(db, hasher, email=email, password=password, is_admin=admin)
-        service.audit(
+        audit(
             db,
             "admin.user_created",
             user_id=user.id,
             actor_id=None,
-            client=ClientInfo(ip=None, user_agent="agenthub-cli"),
+            client=ClientInfo(ip=None, user_agent=CLI_CLIENT_NAME),
             admin=admin,
         )
         return user.id
 
 
 async def _access_token(settings: Settings, email: str) -> str:
-    from agenthub.auth import service
+    """An access token in a login of its own (listed in the user's sessions, ended like any)."""
+    from agenthub.auth import logins, service
+    from agenthub.auth.audit import ClientInfo, audit
     from agenthub.core.security import encode_access_token
 
+    minutes = settings.access_token_minutes
     async with _transaction(settings) as db:
         user = await service.active_user_by_email(db, email)
-    if user is None:
-        raise CommandError(f"no active user with email {email}", code=EXIT_FAILED)
-    token, _ = encode_access_token(
-        settings.signing_key, user.id, minutes=settings.access_token_minutes
-    )
+        if user is None:
+            raise CommandError(f"no active user with email {email}", code=EXIT_FAILED)
+        client = ClientInfo(ip=None, user_agent=CLI_CLIENT_NAME)
+        login = await logins.start_login(db, user.id, client, lifetime=timedelta(minutes=minutes))
+        audit(db, "admin.token_issued", user_id=user.id, actor_id=None, client=client)
+    token, _ = encode_access_token(settings.signing_key, user.id, login.id, minutes=minutes)
     return token
 
 
@@ -291,7 +299,8 @@ def user_create(
     ],
     admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role")] = False,
 ) -> None:
-    """Create a user account without the HTTP API; print its id."""
+    """Create a user account without the HTTP API; print its id. The password is refused if
+    it is a common one or contains the email."""
     if len(password) < 8:
         raise typer.BadParameter("the password needs 8 characters or more")
     settings = _settings()

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     alert_queue_age_seconds: float = Field(default=300, ge=0)
     status_interval_seconds: float = Field(default=2, gt=0)  # metrics.update on `system`
 
-    access_token_minutes: int = 15
+    access_token_minutes: float = Field(default=15, gt=0)
     refresh_token_days: int = 30
     cookie_secure: bool = True
     password_time_cost: int = 3

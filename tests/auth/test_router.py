@@ -7,7 +7,9 @@ import asyncio
 import base64
 import json
 import secrets
+import unicodedata
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
@@ -20,7 +22,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from agenthub.auth.models import RefreshToken
+from agenthub.auth.models import RefreshToken, User
 from conftest import TEST_SECRET, AccountFactory, asgi_client, custom_app
 from support import (
     PASSWORD,
@@ -64,6 +66,16 @@ async def login(
 async def own_actions(client: httpx.AsyncClient, account: Account) -> list[str]:
     page = await list_page(client, account, "/v1/user/audit")
     return [event["action"] for event in page["data"]]
+
+
+async def relogin(client: httpx.AsyncClient, account: Account) -> Account:
+    """The account in a new login (after its own was ended)."""
+    response = await login(client, account.email, account.password)
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    return replace(
+        account, access_token=tokens["access_token"], refresh_token=tokens["refresh_token"]
+    )
 
 
 # --- register -------------------------------------------------------------------------------
@@ -221,6 +233,27 @@ async def test_login_returns_a_token_pair(client: httpx.AsyncClient) -> None:
     assert profile.json()["email"] == email
 
 
+async def test_a_password_stored_before_normalisation_still_signs_in(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """A hash made from a decomposed (NFD) password, as accounts created before passwords
+    were normalised may have: the password as typed then still matches, and is stored again
+    in NFC, after which the composed form matches too."""
+    decomposed = unicodedata.normalize("NFD", "Crème brûlée à minuit")
+    composed = unicodedata.normalize("NFC", decomposed)
+    email = new_email()
+    await register(client, email)
+    async with app.state.database.transaction() as db:
+        await db.execute(
+            update(User)
+            .where(User.email == email)
+            .values(password_hash=app.state.hasher.hash(decomposed))
+        )
+    assert_problem(await login(client, email, composed), 401)
+    assert (await login(client, email, decomposed)).status_code == 200
+    assert (await login(client, email, composed)).status_code == 200
+
+
 async def test_login_email_is_case_insensitive(client: httpx.AsyncClient) -> None:
     email = new_email()
     await register(client, email)
@@ -271,10 +304,13 @@ def _segment(value: dict[str, Any]) -> str:
     return _b64(json.dumps(value, separators=(",", ":")).encode())
 
 
-def _claims(user_id: str, **overrides: Any) -> dict[str, Any]:
+def _claims(account: Account, **overrides: Any) -> dict[str, Any]:
+    """Claims like those of the account's access token (its user and login)."""
     now = datetime.now(UTC)
+    issued = jwt.decode(account.access_token, options={"verify_signature": False})
     claims: dict[str, Any] = {
-        "sub": user_id,
+        "sub": account.id,
+        "sid": issued["sid"],
         "iat": now,
         "nbf": now,
         "exp": now + timedelta(minutes=5),
@@ -309,12 +345,12 @@ def flipped_signature_char(account: Account) -> str:
 
 
 def alg_none(account: Account) -> str:
-    return jwt.encode(_claims(account.id), None, algorithm="none")
+    return jwt.encode(_claims(account), None, algorithm="none")
 
 
 def alg_none_by_hand(account: Account) -> str:
     now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": account.id, "iat": now, "exp": now + 300, "typ": "access"}
+    claims = {**_claims(account), "iat": now, "nbf": now, "exp": now + 300}
     return f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(claims)}."
 
 
@@ -325,30 +361,40 @@ def signature_stripped(account: Account) -> str:
 
 def expired(account: Account) -> str:
     past = datetime.now(UTC) - timedelta(hours=1)
-    claims = _claims(account.id, iat=past, nbf=past, exp=past + timedelta(minutes=15))
+    claims = _claims(account, iat=past, nbf=past, exp=past + timedelta(minutes=15))
     return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
 
 
 def other_secret(account: Account) -> str:
-    return jwt.encode(_claims(account.id), "another-secret-" + "y" * 32, algorithm="HS256")
+    return jwt.encode(_claims(account), "another-secret-" + "y" * 32, algorithm="HS256")
 
 
 def not_an_access_token(account: Account) -> str:
-    return jwt.encode(_claims(account.id, typ="refresh"), TEST_SECRET, algorithm="HS256")
+    return jwt.encode(_claims(account, typ="refresh"), TEST_SECRET, algorithm="HS256")
 
 
 def unknown_subject(account: Account) -> str:
-    return jwt.encode(_claims("usr_" + "0" * 26), TEST_SECRET, algorithm="HS256")
+    return jwt.encode(_claims(account, sub="usr_" + "0" * 26), TEST_SECRET, algorithm="HS256")
+
+
+def unknown_login(account: Account) -> str:
+    return jwt.encode(_claims(account, sid="lgn_" + "0" * 26), TEST_SECRET, algorithm="HS256")
+
+
+def missing_login(account: Account) -> str:
+    claims = _claims(account)
+    del claims["sid"]
+    return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
 
 
 def missing_expiry(account: Account) -> str:
-    claims = _claims(account.id)
+    claims = _claims(account)
     del claims["exp"]
     return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
 
 
 def hs384(account: Account) -> str:
-    return jwt.encode(_claims(account.id), TEST_SECRET, algorithm="HS384")
+    return jwt.encode(_claims(account), TEST_SECRET, algorithm="HS384")
 
 
 def refresh_token_as_bearer(account: Account) -> str:
@@ -366,6 +412,8 @@ TOKEN_ATTACKS: list[Callable[[Account], str]] = [
     other_secret,
     not_an_access_token,
     unknown_subject,
+    unknown_login,
+    missing_login,
     missing_expiry,
     hs384,
     refresh_token_as_bearer,
@@ -380,7 +428,7 @@ async def test_a_forged_token_with_the_real_secret_is_accepted(
     client: httpx.AsyncClient, account: Account
 ) -> None:
     """The control for the attacks below: a well-formed token signed with the key works."""
-    token = jwt.encode(_claims(account.id), TEST_SECRET, algorithm="HS256")
+    token = jwt.encode(_claims(account), TEST_SECRET, algorithm="HS256")
     assert await profile_status(client, {"Authorization": f"Bearer {token}"}) == 200
 
 
@@ -398,6 +446,8 @@ async def test_a_forged_token_with_the_real_secret_is_accepted(
         "other-secret",
         "typ-refresh",
         "unknown-subject",
+        "unknown-login",
+        "no-login",
         "no-exp",
         "hs384",
         "refresh-token-as-bearer",
@@ -462,7 +512,7 @@ async def test_refresh_token_reuse_revokes_the_whole_family(
     assert "already used" in body["detail"]
     # The token issued by the rotation died with its family.
     assert_problem(await refresh(client, rotated), 401)
-    assert "auth.refresh_reuse" in await own_actions(client, account)
+    assert "auth.refresh_reuse" in await own_actions(client, await relogin(client, account))
 
 
 async def test_refresh_reuse_leaves_other_logins_alive(
@@ -486,7 +536,7 @@ async def test_concurrent_refresh_with_one_token_rotates_it_once(
     winner = next(r for r in responses if r.status_code == 200).json()["refresh_token"]
     # Presenting the token more than once is reuse: the whole family is revoked.
     assert_problem(await refresh(client, winner), 401)
-    assert "auth.refresh_reuse" in await own_actions(client, account)
+    assert "auth.refresh_reuse" in await own_actions(client, await relogin(client, account))
 
 
 async def test_expired_refresh_token_is_401(
@@ -537,7 +587,7 @@ async def test_logout_revokes_the_refresh_token(
     assert response.status_code == 204
     assert response.content == b""
     assert_problem(await refresh(client, account.refresh_token), 401)
-    assert "auth.logout" in await own_actions(client, account)
+    assert "auth.logout" in await own_actions(client, await relogin(client, account))
 
 
 async def test_logout_revokes_tokens_rotated_from_that_login(

@@ -40,6 +40,15 @@ def server(deployment: Deployment) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
+def brief(deployment: Deployment) -> Iterator[Server]:
+    """A node whose access tokens expire after 3 s."""
+    with deployment.node(
+        AGENTHUB_HEARTBEAT_INTERVAL=str(HEARTBEAT), AGENTHUB_ACCESS_TOKEN_MINUTES="0.05"
+    ) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
 def strict(deployment: Deployment) -> Iterator[Server]:
     """A node with a low frame budget."""
     with deployment.node(
@@ -273,6 +282,25 @@ async def test_a_refused_token_is_fatal_and_not_retried(api: AgentHubClient) -> 
             await rt.ping()
     finally:
         await rt.close()
+
+
+async def test_fresh_tokens_are_sent_before_they_expire(brief: Server) -> None:
+    """A client with a token provider outlives several access tokens on one connection; one
+    with a fixed token is closed (4401) when it expires."""
+    async with await signed_in(brief.http) as api, api.realtime(backoff_cap=0.5) as rt:
+        fixed = await RealtimeClient(api.base_url, token=api.token).connect()
+        try:
+            sub = await rt.subscribe(f"user:{rt.user_id}")
+            await asyncio.sleep(3 * 3 + 1)  # three lifetimes of a token
+            with pytest.raises(AuthenticationFailed):
+                await fixed.wait_closed()
+            assert fixed.last_close_code == 4401
+            assert rt.connected and rt.reconnects == 0 and rt.failure is None
+            await api.post("/v1/projects", json={"name": "after renewals"})
+            item = await next_item(sub)
+            assert isinstance(item, Event) and item.event == "project.created", item
+        finally:
+            await fixed.close()
 
 
 # -- the subscription's bookkeeping, without a server -------------------------------------

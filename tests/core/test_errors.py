@@ -204,7 +204,7 @@ async def down_client(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 
 async def test_database_down_is_503_on_authenticated_route(down_client: httpx.AsyncClient) -> None:
-    token, _ = encode_access_token(TEST_SECRET, new_id("usr"), minutes=5)
+    token, _ = encode_access_token(TEST_SECRET, new_id("usr"), new_id("lgn"), minutes=5)
     response = await down_client.get(
         "/v1/user/profile", headers={"Authorization": f"Bearer {token}"}
     )

@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
-from sqlalchemy import Connection, insert, inspect
+from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -33,7 +33,8 @@ from conftest import asgi_client, fresh_postgres, make_settings
 MODEL_TABLES = set(Base.metadata.tables)
 # The tables revision 0004 creates (the jobs issue); absent at 0002 and 0003.
 TABLES_OF_0004 = {"jobs", "job_dependencies", "workflows", "job_schedules", "ideas"}
-TABLES_OF_0006 = {"realtime_gaps"}  # the realtime relay's marks
+# The tables revisions 0006 and 0007 create: logins, the realtime relay's marks.
+TABLES_AFTER_0005 = {"logins", "realtime_gaps"}
 FTS_SUFFIXES = ("", "_data", "_idx", "_docsize", "_config")
 FTS_TRIGGERS = ("ai", "ad", "au")
 # The tables each search migration indexes: 0003 messages and sessions, 0005 ideas.
@@ -257,7 +258,7 @@ def test_search_migration_down_and_up(
     assert _on_connection(fresh_url, _search_objects) == _expected_search_objects(
         dialect, INDEXED_AT[below]
     )
-    model_tables = MODEL_TABLES - TABLES_OF_0006 - (TABLES_OF_0004 if below < "0004" else set())
+    model_tables = MODEL_TABLES - TABLES_AFTER_0005 - (TABLES_OF_0004 if below < "0004" else set())
     assert _on_connection(fresh_url, _model_tables) == model_tables | {"alembic_version"}
 
     _on_connection(fresh_url, seed)
@@ -269,6 +270,78 @@ def test_search_migration_down_and_up(
     migrate.downgrade(fresh_url, below)
     migrate.upgrade(fresh_url)
     assert _on_connection(fresh_url, search) == hits
+
+
+def _seed_refresh_tokens(connection: Connection) -> None:
+    """Two refresh-token families as revision 0005 stored them: `rtk_a` rotated once (its
+    second token live), `rtk_b` revoked."""
+    _seed_user(connection)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [
+        ("rtk_a", "rtk_a", day, day),
+        ("rtk_a2", "rtk_a", day.replace(day=2), None),
+        ("rtk_b", "rtk_b", day.replace(day=3), None),
+    ]
+    insert_token = text(
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, "
+        "expires_at, rotated_at, revoked_at) VALUES "
+        "(:id, 'usr_seed', :family, :hash, :created, :expires, :rotated, :revoked)"
+    )
+    for token_id, family, created, rotated in rows:
+        revoked = day.replace(day=4) if family == "rtk_b" else None
+        values = {"id": token_id, "family": family, "hash": token_id + "-hash"}
+        times = {"created": created, "expires": created.replace(year=2027)}
+        connection.execute(
+            insert_token, {**values, **times, "rotated": rotated, "revoked": revoked}
+        )
+    connection.commit()
+
+
+def _logins(connection: Connection) -> dict[str, tuple[Any, ...]]:
+    rows = connection.exec_driver_sql(
+        "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at FROM logins"
+    )
+    return {row[0]: (row[1], *(_day(value) for value in row[2:])) for row in rows}
+
+
+def _token_logins(column: str, connection: Connection) -> dict[str, str]:
+    rows = connection.exec_driver_sql(f"SELECT id, {column} FROM refresh_tokens")  # noqa: S608
+    return dict(rows.all())
+
+
+def _day(value: Any) -> int | None:
+    """A stored timestamp as its day of the month (SQLite returns text, PostgreSQL datetimes)."""
+    return None if value is None else datetime.fromisoformat(str(value)).day
+
+
+def test_logins_migration_turns_families_into_logins(fresh_url: str) -> None:
+    migrate.upgrade(fresh_url, "0005")
+    _on_connection(fresh_url, _seed_refresh_tokens)
+    migrate.upgrade(fresh_url, "0006")
+    assert _on_connection(fresh_url, _logins) == {
+        "rtk_a": ("usr_seed", 1, 2, 2, None),
+        "rtk_b": ("usr_seed", 3, 3, 3, 4),
+    }
+    tokens = functools.partial(_token_logins, "login_id")
+    assert _on_connection(fresh_url, tokens) == {
+        "rtk_a": "rtk_a",
+        "rtk_a2": "rtk_a",
+        "rtk_b": "rtk_b",
+    }
+
+    migrate.downgrade(fresh_url, "0005")
+    families = functools.partial(_token_logins, "family_id")
+    assert _on_connection(fresh_url, families) == {
+        "rtk_a": "rtk_a",
+        "rtk_a2": "rtk_a",
+        "rtk_b": "rtk_b",
+    }
+    revoked = functools.partial(_token_logins, "revoked_at")
+    assert {k: _day(v) for k, v in _on_connection(fresh_url, revoked).items()} == {
+        "rtk_a": None,
+        "rtk_a2": None,
+        "rtk_b": 4,
+    }
 
 
 def test_upgrade_is_idempotent(fresh_url: str) -> None:

@@ -3,6 +3,7 @@ page at work in a real headless Chromium against a real `agenthub serve`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -202,6 +203,19 @@ async def test_status_page_in_chromium(tmp_path: Path) -> None:
         with server_process(tmp_path, env, port=port):
             await page.wait_for(connection_state_is("live"), wait=15)
             await page.wait_for(f"document.getElementById('node').textContent !== '{node}'")
+
+        # A cookie sign-in outlives its access tokens (3 s here): each time the server closes
+        # the live view (4401) the page refreshes its cookies and reconnects.
+        brief_env = {**env, "AGENTHUB_ACCESS_TOKEN_MINUTES": "0.05"}
+        with server_process(tmp_path, brief_env, port=port):
+            await open_status(page, base)
+            page.errors.clear()  # the refused connections while no server ran
+            assert await page.evaluate(cookie_login(admin)) == 200
+            await open_status(page, base)
+            await page.wait_for(connection_state_is("live"))
+            await asyncio.sleep(8)  # past two token lifetimes
+            await page.wait_for(connection_state_is("live"), wait=5)
+            assert page.errors == [], page.errors
 
     assert png.startswith(PNG_SIGNATURE)
     assert struct.unpack(">II", png[16:24]) == (WIDTH, HEIGHT)  # the IHDR chunk

@@ -93,10 +93,17 @@ async def test_connected_frame_then_auth_by_query_header_api_key_and_cookie(
 
     async with connect(f"{server.ws}?token={alice.access_token}") as ws:
         hello = await hello_of(ws)
-        assert set(hello) == {"type", "connection_id", "user_id", "heartbeat_interval"}
+        assert set(hello) == {
+            "type",
+            "connection_id",
+            "user_id",
+            "heartbeat_interval",
+            "expires_in",
+        }
         assert hello["connection_id"].startswith("con_")
         assert hello["user_id"] == alice.id
         assert hello["heartbeat_interval"] == 30
+        assert 14 * 60 <= hello["expires_in"] <= 15 * 60  # the access token's remaining life
 
     async with connect(server.ws, additional_headers=alice.headers) as ws:
         other = await hello_of(ws)
@@ -107,7 +114,9 @@ async def test_connected_frame_then_auth_by_query_header_api_key_and_cookie(
     assert created.status_code == 201, created.text
     key = created.json()["key"]
     async with connect(f"{server.ws}?token={key}") as ws:
-        assert (await hello_of(ws))["user_id"] == alice.id
+        by_key = await hello_of(ws)
+        assert by_key["user_id"] == alice.id
+        assert by_key["expires_in"] is None  # a key without expiry
     async with connect(server.ws, additional_headers={"X-API-Key": key}) as ws:
         assert (await hello_of(ws))["user_id"] == alice.id
     async with connect(server.ws, additional_headers={"Authorization": f"Bearer {key}"}) as ws:

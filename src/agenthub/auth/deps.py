@@ -1,4 +1,5 @@
-"""Who is calling: `CurrentUser` and `AdminUser` from a JWT, an API key or the access cookie."""
+"""Who is calling: `CurrentCredential`, `CurrentUser` and `AdminUser` from a JWT, an API key or
+the access cookie."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from agenthub.auth import service
+from agenthub.auth import credentials
+from agenthub.auth.audit import ClientInfo
+from agenthub.auth.credentials import Credential
 from agenthub.auth.models import User
-from agenthub.auth.service import ClientInfo
 from agenthub.config import Settings
 from agenthub.core.errors import Forbidden, Unauthorized
 from agenthub.core.ratelimit import (
@@ -18,13 +20,7 @@ from agenthub.core.ratelimit import (
     consume_user_limit,
     request_limits,
 )
-from agenthub.core.security import (
-    PasswordHasher,
-    TokenError,
-    decode_access_token,
-    looks_like_jwt,
-    same,
-)
+from agenthub.core.security import PasswordHasher, csrf_token, same
 from agenthub.db.session import DbSession
 
 ACCESS_COOKIE = "access_token"
@@ -76,59 +72,61 @@ Client = Annotated[ClientInfo, Depends(client_info)]
 _INVALID = "The credentials are invalid, expired or revoked."
 
 
-async def user_from_token(db: DbSession, settings: Settings, token: str) -> User | None:
-    if looks_like_jwt(token):
-        try:
-            claims = decode_access_token(settings.signing_key, token)
-        except TokenError:
-            return None
-        return await service.active_user(db, claims["sub"])
-    return await service.user_for_api_key(db, token)
-
-
-def check_csrf(request: Request) -> None:
-    """Cookie-authenticated unsafe requests must echo the csrf cookie in `X-CSRF-Token`."""
+def check_csrf(request: Request, settings: Settings, login_id: str | None) -> None:
+    """A cookie-authenticated unsafe request must send its login's CSRF token (the
+    `csrf_token` cookie's value) in `X-CSRF-Token`."""
     if request.method in SAFE_METHODS:
         return
-    cookie = request.cookies.get(CSRF_COOKIE)
     header = request.headers.get(CSRF_HEADER)
-    if not cookie or not header or not same(cookie, header):
-        raise Forbidden(f"Cookie authentication needs the {CSRF_HEADER} header on this request.")
+    expected = csrf_token(settings.signing_key, login_id) if login_id is not None else None
+    if not header or expected is None or not same(header, expected):
+        raise Forbidden(
+            f"Cookie authentication needs this login's CSRF token in the {CSRF_HEADER} header "
+            "on this request."
+        )
 
 
-async def current_user(
+async def current_credential(
     request: Request,
     db: DbSession,
     settings: AppSettings,
     bearer: BearerCredentials,
     api_key: ApiKeyCredentials,
     cookie: CookieCredentials,
-) -> User:
-    """The authenticated, active user; 401 otherwise (403 for a cookie request without CSRF)."""
+) -> Credential:
+    """The caller's valid credential; 401 otherwise (403 for a cookie request without CSRF)."""
     if bearer is not None:
-        user = await user_from_token(db, settings, bearer.credentials)
+        credential = await credentials.for_token(db, settings.signing_key, bearer.credentials)
     elif api_key is not None:
-        user = await service.user_for_api_key(db, api_key)
+        credential = await credentials.for_api_key(db, api_key)
     elif cookie is not None:
-        user = await user_from_token(db, settings, cookie)
-        if user is not None:
-            check_csrf(request)
+        credential = await credentials.for_token(db, settings.signing_key, cookie)
+        if credential is not None:
+            check_csrf(request, settings, credential.login_id)
     else:
         raise Unauthorized(
             "Authentication required: a Bearer token, an X-API-Key or the access cookie.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if user is None:
+    if credential is None:
         raise Unauthorized(_INVALID, headers={"WWW-Authenticate": "Bearer"})
-    return await identified(request, user)
+    return await identified(request, credential)
 
 
-async def identified(request: Request, user: User) -> User:
+async def identified(request: Request, credential: Credential) -> Credential:
     """Note the caller for the request's log line and count the call against their rate limit
     (429 once it is spent)."""
-    request.state.user_id = user.id
-    await consume_user_limit(request.scope, user.id)
-    return user
+    request.state.user_id = credential.user.id
+    await consume_user_limit(request.scope, credential.user.id)
+    return credential
+
+
+CurrentCredential = Annotated[Credential, Depends(current_credential)]
+
+
+async def current_user(credential: CurrentCredential) -> User:
+    """The authenticated, active user."""
+    return credential.user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -1,4 +1,5 @@
-"""Tables of identity: users, refresh tokens (in families), API keys, audit events."""
+"""Tables of identity: users, logins (with their rotating refresh tokens), API keys, audit
+events."""
 
 from __future__ import annotations
 
@@ -27,19 +28,34 @@ class User(Timestamped, Base):
     deleted_at: Mapped[datetime | None]
 
 
+class Login(Owned, Base):
+    """One sign-in: a password login (its refresh tokens rotate within it) or a token printed
+    by `agenthub token`. Its access tokens carry its id (`sid`) and die with it."""
+
+    __tablename__ = "logins"
+    __table_args__ = (Index("ix_logins_user_id_id", "user_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("lgn"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)  # at login and each refresh
+    expires_at: Mapped[datetime]  # of its newest refresh token
+    revoked_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+
+
 class RefreshToken(Base):
-    """One issued refresh token; rotation links tokens of one login into a family."""
+    """One issued refresh token; rotation replaces it with the next token of its login."""
 
     __tablename__ = "refresh_tokens"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rtk"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    family_id: Mapped[str] = mapped_column(String(40), index=True)
+    login_id: Mapped[str] = mapped_column(ForeignKey("logins.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     rotated_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
 
 
 class ApiKey(Owned, Base):

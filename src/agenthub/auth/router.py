@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import secrets
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth import service
+from agenthub.auth import logins, service
+from agenthub.auth.audit import audit
 from agenthub.auth.deps import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
     REFRESH_COOKIE,
     AppSettings,
+    BearerCredentials,
     Client,
+    CookieCredentials,
     Hasher,
     Limits,
     check_csrf,
 )
-from agenthub.auth.models import User
+from agenthub.auth.models import Login
 from agenthub.auth.schemas import (
     CookieSession,
     LoginRequest,
@@ -30,7 +34,13 @@ from agenthub.auth.schemas import (
 from agenthub.config import Settings
 from agenthub.core.errors import Unauthorized, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
-from agenthub.core.security import encode_access_token
+from agenthub.core.security import (
+    TokenError,
+    csrf_token,
+    decode_access_token,
+    encode_access_token,
+    looks_like_jwt,
+)
 from agenthub.db.session import DbSession
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -62,7 +72,7 @@ async def register(
         user = await service.create_user(
             db, hasher, email=body.email, password=body.password, username=body.username
         )
-        service.audit(db, "auth.register", user_id=user.id, client=client)
+        audit(db, "auth.register", user_id=user.id, client=client)
         return UserOut.model_validate(user)
 
     result: UserOut = await idempotency.run(status.HTTP_201_CREATED, create)
@@ -70,14 +80,18 @@ async def register(
 
 
 def _start_session(
-    response: Response, settings: Settings, user: User, refresh_token: str, cookie: bool
+    response: Response,
+    settings: Settings,
+    login: Login,
+    refresh_token: str,
+    cookie: bool,
 ) -> TokenPair | CookieSession:
     access, ttl = encode_access_token(
-        settings.signing_key, user.id, minutes=settings.access_token_minutes
+        settings.signing_key, login.user_id, login.id, minutes=settings.access_token_minutes
     )
     if not cookie:
         return TokenPair(access_token=access, refresh_token=refresh_token, expires_in=ttl)
-    csrf = secrets.token_urlsafe(24)
+    csrf = csrf_token(settings.signing_key, login.id)
     secure = settings.cookie_secure
     response.set_cookie(
         ACCESS_COOKIE, access, max_age=ttl, httponly=True, secure=secure, samesite="lax"
@@ -123,11 +137,13 @@ async def login(
     user, ok = await service.authenticate(db, hasher, email, body.password)
     if user is None or not ok:
         await limits.hit(settings.login_limit_account, "login-account", email)
-        service.audit(db, "auth.login_failed", user_id=user.id if user else None, client=client)
+        audit(db, "auth.login_failed", user_id=user.id if user else None, client=client)
         raise Unauthorized("Incorrect email or password.", keep_writes=True)
-    service.audit(db, "auth.login", user_id=user.id, client=client, cookie=body.cookie)
-    refresh = await service.issue_refresh_token(db, user.id, days=settings.refresh_token_days)
-    return _start_session(response, settings, user, refresh, body.cookie)
+    days = settings.refresh_token_days
+    login = await logins.start_login(db, user.id, client, lifetime=timedelta(days=days))
+    audit(db, "auth.login", user_id=user.id, client=client, cookie=body.cookie, login_id=login.id)
+    refresh = await logins.issue_refresh_token(db, login, days=days)
+    return _start_session(response, settings, login, refresh, body.cookie)
 
 
 @router.post(
@@ -144,18 +160,18 @@ async def refresh(
     refresh_cookie: RefreshCookie = None,
     body: RefreshRequest | None = None,
 ) -> TokenPair | CookieSession:
-    """Rotate a refresh token; a reused one revokes every token of its login."""
+    """Rotate a refresh token; a reused one ends its login."""
     token = body.refresh_token if body is not None else None
     from_cookie = token is None and refresh_cookie is not None
-    if from_cookie:
-        check_csrf(request)
+    if token is None and refresh_cookie is not None:
         token = refresh_cookie
+        check_csrf(request, settings, await logins.login_of_refresh_token(db, token))
     if token is None:
         raise Unauthorized("Send `refresh_token` in the body, or the refresh cookie.")
-    user, new_token = await service.rotate_refresh_token(
+    _, login, new_token = await logins.rotate_refresh_token(
         db, token, days=settings.refresh_token_days, client=client
     )
-    return _start_session(response, settings, user, new_token, from_cookie)
+    return _start_session(response, settings, login, new_token, from_cookie)
 
 
 @router.post(
@@ -164,22 +180,57 @@ async def refresh(
 async def logout(
     request: Request,
     db: DbSession,
+    settings: AppSettings,
     client: Client,
+    bearer: BearerCredentials,
+    cookie: CookieCredentials,
     refresh_cookie: RefreshCookie = None,
     body: RefreshRequest | None = None,
 ) -> Response:
-    """Revoke the refresh token (and its family) and clear the auth cookies."""
-    token = body.refresh_token if body is not None else None
-    if token is None and refresh_cookie is not None:
-        check_csrf(request)
-        token = refresh_cookie
-    if token is not None:
-        user_id = await service.revoke_refresh_token(db, token)
-        if user_id is not None:
-            service.audit(db, "auth.logout", user_id=user_id, client=client)
+    """End a login and clear the auth cookies: the login of the refresh token in the body,
+    else of the refresh cookie, else of the Bearer access token, else of the access cookie.
+    Its access tokens stop working at once. 204 also when there was nothing to end."""
+    login_id = await _login_to_end(request, db, settings, bearer, cookie, refresh_cookie, body)
+    if login_id is not None and (user_id := await logins.end_login(db, login_id)) is not None:
+        audit(db, "auth.logout", user_id=user_id, client=client, login_id=login_id)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     clear_auth_cookies(response)
     return response
+
+
+async def _login_to_end(
+    request: Request,
+    db: AsyncSession,
+    settings: Settings,
+    bearer: BearerCredentials,
+    cookie: CookieCredentials,
+    refresh_cookie: str | None,
+    body: RefreshRequest | None,
+) -> str | None:
+    if body is not None and body.refresh_token is not None:
+        return await logins.login_of_refresh_token(db, body.refresh_token)
+    if refresh_cookie is not None:
+        login_id = await logins.login_of_refresh_token(db, refresh_cookie)
+        check_csrf(request, settings, login_id)
+        return login_id
+    if bearer is not None:
+        return _login_of_access_token(settings, bearer.credentials)
+    if cookie is not None:
+        login_id = _login_of_access_token(settings, cookie)
+        check_csrf(request, settings, login_id)
+        return login_id
+    return None
+
+
+def _login_of_access_token(settings: Settings, token: str) -> str | None:
+    """The login id of a valid access token (None for an API key or an invalid token)."""
+    if not looks_like_jwt(token):
+        return None
+    try:
+        login_id: str = decode_access_token(settings.signing_key, token)["sid"]
+    except TokenError:
+        return None
+    return login_id
 
 
 def clear_auth_cookies(response: Response) -> None:

@@ -36,6 +36,13 @@ class RefreshRequest(BaseModel):
     )
 
 
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
@@ -114,3 +121,21 @@ class AuditEventOut(BaseModel):
     user_agent: str | None
     details: dict[str, Any]
     created_at: datetime
+
+
+class LoginClient(BaseModel):
+    """Where the login was made or last refreshed from."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+class LoginOut(BaseModel):
+    """One active login (a signed-in device or program)."""
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime = Field(description="When it logged in or last refreshed its token")
+    expires_at: datetime = Field(description="When it ends unless refreshed")
+    client: LoginClient
+    current: bool = Field(description="Whether this is the login making the request")

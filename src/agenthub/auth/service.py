@@ -1,60 +1,22 @@
-"""Identity logic: accounts, login, refresh rotation with reuse detection, API keys, audit."""
+"""Identity logic: accounts and passwords, API keys (logins are in `auth.logins`)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth.models import ApiKey, AuditEvent, RefreshToken, User
-from agenthub.core.errors import Conflict, Unauthorized
-from agenthub.core.ids import new_id
+from agenthub.auth.logins import end_logins
+from agenthub.auth.models import ApiKey, User
+from agenthub.auth.passwords import acceptable, login_forms, normalized
+from agenthub.core.errors import Conflict
+from agenthub.core.events import credentials_revoked
 from agenthub.core.ownership import get_owned, owned_by
-from agenthub.core.security import (
-    API_KEY_DISPLAY_CHARS,
-    PasswordHasher,
-    new_api_key,
-    new_opaque_token,
-    token_digest,
-)
+from agenthub.core.security import API_KEY_DISPLAY_CHARS, PasswordHasher, new_api_key, token_digest
 from agenthub.db.base import utcnow
-
-API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    """Where a request came from, for the audit log."""
-
-    ip: str | None = None
-    user_agent: str | None = None
-
-
-def audit(
-    db: AsyncSession,
-    action: str,
-    *,
-    user_id: str | None,
-    client: ClientInfo,
-    actor_id: str | None = None,
-    **details: Any,
-) -> None:
-    """Record a security event in the caller's transaction."""
-    db.add(
-        AuditEvent(
-            user_id=user_id,
-            actor_id=actor_id if actor_id is not None else user_id,
-            action=action,
-            ip=client.ip,
-            user_agent=(client.user_agent or "")[:256] or None,
-            details=details,
-        )
-    )
 
 
 async def create_user(
@@ -66,8 +28,9 @@ async def create_user(
     username: str | None = None,
     is_admin: bool = False,
 ) -> User:
-    """A new account; 409 if the email is taken."""
+    """A new account; 409 if the email is taken, 422 if the password is too weak."""
     email = email.strip().lower()
+    password = acceptable(password, email)
     if await db.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("An account with this email already exists.")
     user = User(
@@ -94,121 +57,42 @@ async def authenticate(
     does not tell which emails are registered.
     """
     user = await active_user_by_email(db, email)
-    ok = await asyncio.to_thread(hasher.verify, password, user.password_hash if user else None)
-    return user, ok
+    return user, await check_password(hasher, user, password)
 
 
-async def issue_refresh_token(
-    db: AsyncSession, user_id: str, *, days: int, family_id: str | None = None
-) -> str:
-    """A new opaque refresh token, stored hashed, in a new or existing family."""
-    token = new_opaque_token()
-    db.add(
-        RefreshToken(
-            user_id=user_id,
-            family_id=family_id or new_id("rtk"),
-            token_hash=token_digest(token),
-            expires_at=utcnow() + timedelta(days=days),
-        )
-    )
-    await db.flush()
-    return token
+async def check_password(hasher: PasswordHasher, user: User | None, password: str) -> bool:
+    """Whether `password` is the user's (a dummy hash is checked for no user). A password
+    stored before normalisation in a non-NFC form matches as typed, and is stored again in
+    NFC (the caller's unit of work commits it)."""
+    hashed = user.password_hash if user is not None else None
+    for attempt, form in enumerate(login_forms(password)):
+        if await asyncio.to_thread(hasher.verify, form, hashed):
+            if attempt and user is not None:
+                await set_password(hasher, user, normalized(password))
+            return True
+    return False
 
 
-async def rotate_refresh_token(
-    db: AsyncSession, token: str, *, days: int, client: ClientInfo
-) -> tuple[User, str]:
-    """Exchange a refresh token for a new one of the same family.
-
-    Presenting a token that was already rotated means it leaked: the whole family is revoked
-    (the newest token included) and the reuse is audited.
-    """
-    row = await db.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == token_digest(token)).with_for_update()
-    )
-    now = utcnow()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
-        raise Unauthorized("The refresh token is invalid or expired.")
-    if row.rotated_at is not None:
-        await _refresh_reused(db, row, now, client)
-    user = await db.get(User, row.user_id)
-    if user is None or user.deleted_at is not None:
-        raise Unauthorized("The refresh token is invalid or expired.")
-    # Compare-and-set, so that of concurrent requests presenting one token exactly one rotates
-    # it and the others count as reuse (SQLite ignores FOR UPDATE).
-    claimed = await db.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.id == row.id,
-            RefreshToken.rotated_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
-        )
-        .values(rotated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(claimed, "rowcount", 0):
-        await _refresh_reused(db, row, now, client)
-    new_token = await issue_refresh_token(db, user.id, days=days, family_id=row.family_id)
-    return user, new_token
+async def set_password(hasher: PasswordHasher, user: User, password: str) -> None:
+    user.password_hash = await asyncio.to_thread(hasher.hash, password)
 
 
-async def _refresh_reused(
-    db: AsyncSession, row: RefreshToken, now: datetime, client: ClientInfo
-) -> NoReturn:
-    await revoke_family(db, row.family_id, now)
-    audit(db, "auth.refresh_reuse", user_id=row.user_id, client=client, family=row.family_id)
-    raise Unauthorized(
-        "The refresh token was already used; this login has been revoked.", keep_writes=True
-    )
+async def change_password(
+    db: AsyncSession, hasher: PasswordHasher, user: User, new_password: str, *, keep: str | None
+) -> int:
+    """Set a new password (422 if too weak) and end every login but `keep`; how many ended."""
+    await set_password(hasher, user, acceptable(new_password, user.email, field="new_password"))
+    return await end_logins(db, user.id, keep=keep)
 
 
-async def revoke_family(db: AsyncSession, family_id: str, now: datetime | None = None) -> None:
-    await db.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now or utcnow())
-    )
-
-
-async def revoke_refresh_token(db: AsyncSession, token: str) -> str | None:
-    """Revoke the family of this token (logout); returns its user id if it was known."""
-    row = await db.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == token_digest(token))
-    )
-    if row is None:
-        return None
-    await revoke_family(db, row.family_id)
-    return row.user_id
-
-
-async def user_for_api_key(db: AsyncSession, key: str) -> User | None:
-    """The active owner of an unexpired API key; marks the key used (at most once a minute)."""
-    row = (
-        await db.execute(
-            select(ApiKey, User)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.key_hash == token_digest(key), User.deleted_at.is_(None))
-        )
-    ).first()
-    if row is None:
-        return None
-    api_key, user = row
-    now = utcnow()
-    if api_key.expires_at is not None and api_key.expires_at <= now:
-        return None
-    if api_key.last_used_at is None or api_key.last_used_at < now - API_KEY_TOUCH_INTERVAL:
-        api_key.last_used_at = now
-    return user
+async def active_user(db: AsyncSession, user_id: str) -> User | None:
+    return await db.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))
 
 
 async def active_user_by_email(db: AsyncSession, email: str) -> User | None:
     return await db.scalar(
         select(User).where(User.email == email.strip().lower(), User.deleted_at.is_(None))
     )
-
-
-async def active_user(db: AsyncSession, user_id: str) -> User | None:
-    return await db.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))
 
 
 async def create_api_key(
@@ -233,11 +117,15 @@ async def list_api_keys(db: AsyncSession, user_id: str) -> list[ApiKey]:
 
 async def delete_api_key(db: AsyncSession, user_id: str, key_id: str) -> None:
     await db.delete(await get_owned(db, ApiKey, key_id, user_id, what="API key"))
+    credentials_revoked(db, user_id)
 
 
 async def delete_all_api_keys(db: AsyncSession, user_id: str) -> int:
     result = await db.execute(delete(ApiKey).where(ApiKey.user_id == user_id))
-    return int(getattr(result, "rowcount", 0) or 0)
+    deleted = int(getattr(result, "rowcount", 0) or 0)
+    if deleted:
+        credentials_revoked(db, user_id)
+    return deleted
 
 
 async def soft_delete_user(db: AsyncSession, user: User) -> None:
@@ -249,11 +137,8 @@ async def soft_delete_user(db: AsyncSession, user: User) -> None:
     user.deleted_at = now
     user.email = f"{user.id}@deleted.invalid"
     await delete_all_api_keys(db, user.id)
-    await db.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    await end_logins(db, user.id)
+    credentials_revoked(db, user.id)  # also without keys or logins: API keys' connections
 
 
 async def purge_deleted_users(db: AsyncSession, cutoff: datetime, limit: int) -> int:

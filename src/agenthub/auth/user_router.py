@@ -1,4 +1,5 @@
-"""`/v1/user` (profile, API keys, own audit, account deletion) and `/v1/admin/audit`."""
+"""`/v1/user` (profile, password, logins, API keys, own audit, account deletion) and
+`/v1/admin` (audit, ending a user's logins)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
-from agenthub.auth import service
-from agenthub.auth.deps import AdminUser, Client, CurrentUser
+from agenthub.auth import logins, service
+from agenthub.auth.audit import audit
+from agenthub.auth.deps import (
+    AdminUser,
+    AppSettings,
+    Client,
+    CurrentCredential,
+    CurrentUser,
+    Hasher,
+    Limits,
+)
 from agenthub.auth.models import AuditEvent, User
 from agenthub.auth.router import clear_auth_cookies
 from agenthub.auth.schemas import (
@@ -16,11 +26,14 @@ from agenthub.auth.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
     AuditEventOut,
+    LoginClient,
+    LoginOut,
+    PasswordChange,
     Profile,
     ProfilePatch,
     Usage,
 )
-from agenthub.core.errors import problem_responses
+from agenthub.core.errors import Forbidden, NotFound, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, keyset_page, page_params
 from agenthub.db.session import DbSession
@@ -30,6 +43,7 @@ admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_r
 
 Paging = Annotated[PageParams, Depends(page_params)]
 KeyId = Annotated[str, Path(max_length=64)]
+LoginId = Annotated[str, Path(max_length=64)]
 
 
 async def _profile(db: DbSession, user: User) -> Profile:
@@ -70,10 +84,73 @@ async def patch_profile(body: ProfilePatch, user: CurrentUser, db: DbSession) ->
 async def delete_account(user: CurrentUser, db: DbSession, client: Client) -> Response:
     """Delete the account: every token and key stops working at once; data is purged later."""
     await service.soft_delete_user(db, user)
-    service.audit(db, "account.deleted", user_id=user.id, client=client)
+    audit(db, "account.deleted", user_id=user.id, client=client)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     clear_auth_cookies(response)
     return response
+
+
+@router.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(403, 422, 429),
+)
+async def change_password(
+    body: PasswordChange,
+    credential: CurrentCredential,
+    db: DbSession,
+    hasher: Hasher,
+    limits: Limits,
+    settings: AppSettings,
+    client: Client,
+) -> None:
+    """Change the password (403 if `current_password` is wrong; failures count against the
+    account's login limit). Every other login ends; the one making the request stays."""
+    user = credential.user
+    await limits.check(settings.login_limit_account, "login-account", user.email)
+    if not await service.check_password(hasher, user, body.current_password):
+        await limits.hit(settings.login_limit_account, "login-account", user.email)
+        audit(db, "auth.password_change_failed", user_id=user.id, client=client)
+        raise Forbidden("The current password is incorrect.", keep_writes=True)
+    ended = await service.change_password(
+        db, hasher, user, body.new_password, keep=credential.login_id
+    )
+    audit(db, "auth.password_changed", user_id=user.id, client=client, logins_ended=ended)
+
+
+@router.get("/sessions", response_model=Page[LoginOut])
+async def list_sessions(credential: CurrentCredential, db: DbSession) -> Page[LoginOut]:
+    """The account's active logins, newest first; `current` marks the caller's."""
+    rows = await logins.active_logins(db, credential.user.id)
+    return Page(
+        data=[
+            LoginOut(
+                id=login.id,
+                created_at=login.created_at,
+                last_used_at=login.last_used_at,
+                expires_at=login.expires_at,
+                client=LoginClient(ip=login.ip, user_agent=login.user_agent),
+                current=login.id == credential.login_id,
+            )
+            for login in rows
+        ],
+        has_more=False,
+        next_cursor=None,
+    )
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404),
+)
+async def end_session(
+    session_id: LoginId, user: CurrentUser, db: DbSession, client: Client
+) -> None:
+    """End one of the account's logins: its refresh and access tokens stop working at once and
+    its realtime connections close (4401)."""
+    await logins.end_own_login(db, user.id, session_id)
+    audit(db, "auth.session_ended", user_id=user.id, client=client, login_id=session_id)
 
 
 @router.post(
@@ -95,7 +172,7 @@ async def create_api_key(
         key, secret = await service.create_api_key(
             db, user, name=body.name, expires_in_days=body.expires_in_days
         )
-        service.audit(db, "api_key.created", user_id=user.id, client=client, key_id=key.id)
+        audit(db, "api_key.created", user_id=user.id, client=client, key_id=key.id)
         return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
 
     result: ApiKeyCreated = await idempotency.run(status.HTTP_201_CREATED, create)
@@ -115,7 +192,7 @@ async def list_api_keys(user: CurrentUser, db: DbSession) -> Page[ApiKeyOut]:
 )
 async def delete_api_key(key_id: KeyId, user: CurrentUser, db: DbSession, client: Client) -> None:
     await service.delete_api_key(db, user.id, key_id)
-    service.audit(db, "api_key.revoked", user_id=user.id, client=client, key_id=key_id)
+    audit(db, "api_key.revoked", user_id=user.id, client=client, key_id=key_id)
 
 
 @router.post(
@@ -132,9 +209,7 @@ async def reset_api_keys(
     async def reset() -> ApiKeyCreated:
         revoked = await service.delete_all_api_keys(db, user.id)
         key, secret = await service.create_api_key(db, user, name="default", expires_in_days=None)
-        service.audit(
-            db, "api_key.reset", user_id=user.id, client=client, revoked=revoked, key_id=key.id
-        )
+        audit(db, "api_key.reset", user_id=user.id, client=client, revoked=revoked, key_id=key.id)
         return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
 
     result: ApiKeyCreated = await idempotency.run(status.HTTP_201_CREATED, reset)
@@ -176,3 +251,21 @@ async def admin_audit(
 ) -> Page[AuditEventOut]:
     """Security events of every account, newest first."""
     return await _audit_page(db, paging, user_id, action)
+
+
+@admin_router.delete(
+    "/users/{user_id}/sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404),
+)
+async def admin_end_sessions(
+    user_id: Annotated[str, Path(max_length=64)], admin: AdminUser, db: DbSession, client: Client
+) -> None:
+    """End every login of a user: their access and refresh tokens stop working at once and
+    their realtime connections close (4401). API keys are kept."""
+    if await service.active_user(db, user_id) is None:
+        raise NotFound(f"User {user_id!r} not found.")
+    ended = await logins.end_logins(db, user_id)
+    audit(
+        db, "admin.sessions_ended", user_id=user_id, actor_id=admin.id, client=client, ended=ended
+    )

@@ -63,6 +63,9 @@ class Connection:
         self.user_id = str(hello.get("user_id"))
         interval = hello.get("heartbeat_interval")
         self.heartbeat_interval = float(interval) if interval else None
+        expires_in = hello.get("expires_in")
+        # Seconds until the server closes the connection (4401) unless sent a fresh token.
+        self.expires_in = float(expires_in) if expires_in is not None else None
         self._pending: dict[str, asyncio.Future[JsonDict]] = {}
         self._lost: str | None = None
 

@@ -30,6 +30,8 @@ from agenthub.client.subscription import (
 log = logging.getLogger("agenthub.client")
 
 RESUBSCRIBE_BATCH = 20  # subscribe frames per second after a reconnect (server flood limit)
+RENEW_MARGIN_SECONDS = 30.0  # send a fresh token this long before the connection's expires
+RENEW_RETRY_SECONDS = 1.0
 TRANSIENT = frozenset({"unavailable", "rate_limited", "internal"})  # retried on a new connection
 _random = secrets.SystemRandom()
 
@@ -40,10 +42,13 @@ class RealtimeClient:
     After a drop (any close code but 4401, or a transport failure) it reconnects with
     exponential backoff and full jitter (`backoff_base` doubling up to `backoff_cap` seconds)
     and resubscribes every subscription from its last (epoch, offset), so nothing is missed
-    or repeated. Close code 4401 is fatal: `AuthenticationFailed` is raised by later calls
-    and by every subscription's iterator. Requests wait up to `request_timeout` seconds
-    (including for a reconnect), then raise `TimeoutError`; a request cut off by a drop raises
-    `ConnectionLost`. `queue_size` bounds each subscription's queue (see `Subscription`).
+    or repeated. With a `token_provider` (as `AgentHubClient.realtime()` gives it) a fresh
+    token is sent in an `auth` frame before the connection's token expires, so the server
+    keeps it open. Close code 4401 (credentials expired or revoked) is fatal:
+    `AuthenticationFailed` is raised by later calls and by every subscription's iterator.
+    Requests wait up to `request_timeout` seconds (including for a reconnect), then raise
+    `TimeoutError`; a request cut off by a drop raises `ConnectionLost`. `queue_size` bounds
+    each subscription's queue (see `Subscription`).
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class RealtimeClient:
         self._subs: dict[str, Subscription] = {}
         self._runner: asyncio.Task[None] | None = None
         self._resubscriber: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._last: Connection | None = None
 
     @property
@@ -264,6 +270,28 @@ class RealtimeClient:
 
     def _attach(self, conn: Connection) -> None:
         self._conn = self._last = conn
+        if self._token_provider is not None and conn.expires_in is not None:
+            self._renewer = asyncio.create_task(self._renew(conn), name="agenthub-realtime-auth")
+
+    async def _renew(self, conn: Connection) -> None:
+        """Before the connection's token expires, send the provider's (fresh) token in an
+        `auth` frame; again before that one expires, and so on."""
+        expires_in = conn.expires_in
+        delay = renew_delay(expires_in) if expires_in is not None else None
+        while delay is not None:
+            await asyncio.sleep(delay)
+            try:
+                token = await resolve_token(None, self._token_provider)
+                async with asyncio.timeout(self._request_timeout):
+                    reply = await conn.request({"type": "auth", "token": token})
+            except (ConnectionLost, AuthenticationFailed):
+                return  # a new connection starts over; a refused refresh ends with 4401
+            except (RealtimeError, TimeoutError) as exc:
+                log.warning("realtime token renewal failed (%r); retrying", exc)
+                delay = RENEW_RETRY_SECONDS
+                continue
+            expires_in = reply.get("expires_in")
+            delay = renew_delay(float(expires_in)) if expires_in is not None else None
 
     def _detach(self, reason: str) -> None:
         """The connection is gone: fail its pending requests, wait for the next one."""
@@ -271,9 +299,10 @@ class RealtimeClient:
             self._conn.fail_pending(reason)
         self._conn = None
         self._ready.clear()
-        if self._resubscriber is not None:
-            self._resubscriber.cancel()
-            self._resubscriber = None
+        for task in (self._resubscriber, self._renewer):
+            if task is not None:
+                task.cancel()
+        self._resubscriber = self._renewer = None
 
     async def _run(self) -> None:
         try:
@@ -354,3 +383,9 @@ class RealtimeClient:
             sub._finish(error)
         self._subs.clear()
         self._ready.set()
+
+
+def renew_delay(expires_in: float) -> float:
+    """How long to wait before renewing a token that expires in `expires_in` seconds: until
+    `RENEW_MARGIN_SECONDS` before, or half-way for short-lived tokens."""
+    return max(0.0, expires_in - min(RENEW_MARGIN_SECONDS, expires_in / 2))

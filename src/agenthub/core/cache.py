@@ -58,7 +58,7 @@ ALL_USERS = "*"
 """The scope of reads over every user's data; any user's write makes it stale."""
 EVERYONE = "**"
 """Recorded by `touch_everyone`: a write whose owners are unknown makes every scope stale."""
-IGNORED_TABLES = frozenset({"api_keys", "refresh_tokens", "audit_events"})
+IGNORED_TABLES = frozenset({"api_keys", "logins", "refresh_tokens", "audit_events"})
 """Credentials and the audit log: sign-ins write them, no cached read counts them."""
 RETRY_SECONDS = 1.0
 GENERATION_TTL_SECONDS = 86_400  # a scope's version outlives every value stored under it

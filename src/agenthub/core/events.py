@@ -57,3 +57,17 @@ def log_publisher(events: list[DomainEvent]) -> None:
 def user_channel(user_id: str) -> str:
     """The channel of one user's own notifications (`user:{user_id}`)."""
     return f"user:{user_id}"
+
+
+CREDENTIALS_CHANNEL = "credentials"
+"""An internal channel (no client may subscribe to it): `credentials.revoked` says that some of
+a user's logins or API keys ended, so every node checks that user's open connections again."""
+
+
+def credentials_revoked(db: AsyncSession, user_id: str) -> None:
+    """Record, in this unit of work, that credentials of `user_id` ended (logout, password
+    change, key deletion, account deletion...); once per user and unit of work."""
+    data = {"user_id": user_id}
+    pending = db.info.get(_PENDING, [])
+    if not any(e.channel == CREDENTIALS_CHANNEL and e.data == data for e in pending):
+        emit(db, CREDENTIALS_CHANNEL, "credentials.revoked", data)

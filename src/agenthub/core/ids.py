@@ -29,6 +29,7 @@ PREFIXES = frozenset(
         "con",
         "ide",
         "rtk",
+        "lgn",
         "aud",
     }
 )

@@ -54,36 +54,48 @@ class TokenError(Exception):
 
 
 def encode_access_token(
-    secret: str, user_id: str, *, minutes: int, extra: dict[str, Any] | None = None
+    secret: str, user_id: str, login_id: str, *, minutes: float
 ) -> tuple[str, int]:
-    """A signed JWT for `user_id` and its lifetime in seconds."""
+    """A signed JWT for `user_id` in login `login_id` (claim `sid`) and its lifetime in
+    seconds."""
     now = datetime.now(UTC)
+    lifetime = timedelta(minutes=minutes)
     claims: dict[str, Any] = {
         "sub": user_id,
+        "sid": login_id,
         "iat": now,
         "nbf": now,
-        "exp": now + timedelta(minutes=minutes),
+        "exp": now + lifetime,
         "jti": secrets.token_hex(8),
         "typ": "access",
-        **(extra or {}),
     }
-    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), minutes * 60
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), int(lifetime.total_seconds())
 
 
 def decode_access_token(secret: str, token: str) -> dict[str, Any]:
-    """The claims of a valid access token; raises TokenError otherwise (`alg: none` included)."""
+    """The claims of a valid access token; raises TokenError otherwise (`alg: none` included,
+    and a token without its login id)."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
             secret,
             algorithms=[JWT_ALGORITHM],
-            options={"require": ["sub", "exp", "iat", "typ"]},
+            options={"require": ["sub", "sid", "exp", "iat", "typ"]},
         )
     except jwt.PyJWTError as exc:
         raise TokenError(str(exc)) from exc
-    if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
+    if claims.get("typ") != "access" or not all(
+        isinstance(claims.get(name), str) for name in ("sub", "sid")
+    ):
         raise TokenError("not an access token")
     return claims
+
+
+def csrf_token(secret: str, login_id: str) -> str:
+    """The CSRF token of a cookie login: an HMAC of its id, so a token from another login (or
+    made up) never matches."""
+    digest = hmac.new(secret.encode(), b"csrf:" + login_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def looks_like_jwt(token: str) -> bool:

@@ -96,8 +96,9 @@ class Database:
         """One unit of work: commit on success, roll back on error.
 
         An `AgentHubError` with `keep_writes` (failed login, refresh-token reuse) still commits
-        what the request recorded before it failed. Domain events recorded with
-        `core.events.emit` are handed to the publisher once the commit succeeded, after the
+        what the request recorded before it failed, and publishes its events. Domain events
+        recorded with `core.events.emit` are handed to the publisher once the commit succeeded,
+        after the
         cached reads of the users it wrote for (`core.cache`) were invalidated.
         """
         async with self.sessions() as session:
@@ -105,13 +106,16 @@ class Database:
                 yield session
             except AgentHubError as exc:
                 if exc.keep_writes:
-                    await session.commit()
+                    await self._commit(session)
                 raise
-            await session.commit()
-            if owners := take_touched(session):
-                await self.invalidate(owners)
-            if events := take_pending(session):
-                self.publisher(events)
+            await self._commit(session)
+
+    async def _commit(self, session: AsyncSession) -> None:
+        await session.commit()
+        if owners := take_touched(session):
+            await self.invalidate(owners)
+        if events := take_pending(session):
+            self.publisher(events)
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """`work(db)` in one unit of work that completes even when the calling task is

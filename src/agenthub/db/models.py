@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agenthub.agents.models import Agent
-from agenthub.auth.models import ApiKey, AuditEvent, RefreshToken, User
+from agenthub.auth.models import ApiKey, AuditEvent, Login, RefreshToken, User
 from agenthub.core.idempotency import IdempotencyRecord
 from agenthub.db.base import Base
 from agenthub.files.models import StoredFile
@@ -24,6 +24,7 @@ __all__ = [
     "Job",
     "JobDependency",
     "JobSchedule",
+    "Login",
     "Message",
     "Project",
     "RealtimeGap",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -27,10 +28,14 @@ ROOM_PREFIX = "room:"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who holds a realtime connection."""
+    """Who holds a realtime connection, and with which credential: the login of an access
+    token or an API key, valid until `expires_at` (None: until revoked)."""
 
     user_id: str
     is_admin: bool
+    login_id: str | None = None
+    api_key_id: str | None = None
+    expires_at: datetime | None = None
 
 
 class ChannelRefused(Exception):

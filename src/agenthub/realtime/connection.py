@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agenthub.core.events import timestamp
 from agenthub.core.ids import new_id
+from agenthub.db.base import utcnow
 from agenthub.realtime.broker import Event
 from agenthub.realtime.channels import Principal
 from agenthub.realtime.protocol import subscribed_frame
@@ -59,6 +60,7 @@ class Connection:
     ) -> None:
         self.id = new_id("con")
         self.principal = principal
+        self._expiry: asyncio.TimerHandle | None = None
         self.transport = transport
         self.connected_at = timestamp()
         self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue(queue_size)
@@ -68,10 +70,24 @@ class Connection:
         self.closing = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
+        self.authenticate(principal)
 
     @property
     def user_id(self) -> str:
         return self.principal.user_id
+
+    def authenticate(self, principal: Principal) -> None:
+        """Hold the connection with this credential from now on: it closes (4401) when the
+        credential expires."""
+        self.principal = principal
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if principal.expires_at is not None and self.close_code is None:
+            delay = (principal.expires_at - utcnow()).total_seconds()
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, delay), self.close, CloseCode.UNAUTHORIZED, "token expired"
+            )
 
     def send(self, item: Outgoing) -> None:
         if self.close_code is not None:
@@ -86,6 +102,8 @@ class Connection:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self.closing.set()
+            if self._expiry is not None:
+                self._expiry.cancel()
 
     def info(self, node: str) -> dict[str, Any]:
         return {

@@ -7,13 +7,16 @@ import json
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from agenthub.core.text import LONE_SURROGATE, dotted, surrogate_in
+from agenthub.realtime.auth import expires_in, principal_for
 from agenthub.realtime.broker import BrokerUnavailable
 from agenthub.realtime.channels import ChannelRefused
 from agenthub.realtime.connection import Connection
 from agenthub.realtime.hub import Hub
 from agenthub.realtime.protocol import (
+    Auth,
     ClientFrame,
     FrameError,
     Heartbeat,
@@ -29,6 +32,7 @@ from agenthub.realtime.protocol import (
 )
 
 log = structlog.get_logger("agenthub.realtime")
+_UNAVAILABLE = "Realtime is unavailable for a moment; retry shortly."
 
 
 def decode(text: str) -> Any:
@@ -66,8 +70,7 @@ async def handle(hub: Hub, connection: Connection, text: str) -> None:
     except ChannelRefused as exc:
         connection.send(error_frame(exc.code, exc.message, frame_id))
     except BrokerUnavailable:
-        message = "Realtime is unavailable for a moment; retry shortly."
-        connection.send(error_frame("unavailable", message, frame_id))
+        connection.send(error_frame("unavailable", _UNAVAILABLE, frame_id))
     except Exception:
         log.exception("frame_failed", connection_id=connection.id)
         connection.send(error_frame("internal", "The frame could not be handled.", frame_id))
@@ -99,14 +102,14 @@ async def _dispatch(hub: Hub, connection: Connection, frame: ClientFrame) -> Non
                 {"type": "presence", "id": frame.id, "channel": channel, "members": members}
             )
         case History(channel=channel, since=since, limit=limit):
-            log, recovered, events = await hub.history(who, channel, since, limit)
+            channel_log, recovered, events = await hub.history(who, channel, since, limit)
             connection.send(
                 {
                     "type": "history",
                     "id": frame.id,
                     "channel": channel,
-                    "epoch": log.epoch,
-                    "offset": log.offset,
+                    "epoch": channel_log.epoch,
+                    "offset": channel_log.offset,
                     "recovered": recovered,
                     "events": [event.frame() for event in events],
                 }
@@ -115,3 +118,19 @@ async def _dispatch(hub: Hub, connection: Connection, frame: ClientFrame) -> Non
             connection.send({"type": "heartbeat_ack", "id": frame.id})
         case Ping():
             connection.send({"type": "pong", "id": frame.id})
+        case Auth(token=token):
+            try:
+                principal = await principal_for(token, hub.settings, hub.database)
+            except (SQLAlchemyError, OSError):
+                log.warning("frame_auth_unavailable", exc_info=True)
+                raise FrameError("unavailable", _UNAVAILABLE, frame.id) from None
+            if principal is None or principal.user_id != connection.user_id:
+                raise FrameError(
+                    "unauthorized",
+                    "The token is invalid, expired or revoked, or not this connection's user's.",
+                    frame.id,
+                )
+            connection.authenticate(principal)
+            connection.send(
+                {"type": "authenticated", "id": frame.id, "expires_in": expires_in(principal)}
+            )

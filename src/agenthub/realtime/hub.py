@@ -1,6 +1,7 @@
 """The hub: this node's realtime connections, their subscriptions and the loops that keep them
-healthy (heartbeats, presence refresh). Transports (`ws`, `sse`) feed it; the broker feeds it
-live events through `on_event`; what this node publishes goes through its `relay`."""
+healthy (heartbeats, presence refresh, credential checks). Transports (`ws`, `sse`) feed it;
+the broker feeds it live events through `on_event`; what this node publishes goes through its
+`relay`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from agenthub.config import Settings
-from agenthub.core.events import DomainEvent, timestamp
+from agenthub.core.events import CREDENTIALS_CHANNEL, DomainEvent, timestamp
 from agenthub.db.engine import Database
+from agenthub.realtime.auth import still_active
 from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History, JsonDict
 from agenthub.realtime.channels import (
     ChannelRefused,
@@ -34,6 +37,7 @@ log = structlog.get_logger("agenthub.realtime")
 CONNECTIONS_KEY = "connections"
 """The presence set listing every connection of the cluster (for the management routes)."""
 CATCH_UP_RETRY_SECONDS = 1.0
+RECHECK_BATCH = 500  # connections whose credentials one query checks
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Hub:
         self._loops = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self._presence_loop()),
+            asyncio.create_task(self._watch_credentials()),
         ]
 
     def shut_down(self) -> None:
@@ -141,6 +146,36 @@ class Hub:
             await self._end(subscription)
         with contextlib.suppress(BrokerUnavailable):
             await self.broker.remove_member(CONNECTIONS_KEY, connection.id)
+
+    async def _watch_credentials(self) -> None:
+        """Hear on every node of credentials that ended (retried until the broker listens)."""
+        self._watchers.setdefault(CREDENTIALS_CHANNEL, []).append(self._credentials_revoked)
+        while True:
+            try:
+                await self._node_subscribe(CREDENTIALS_CHANNEL)
+                return
+            except BrokerUnavailable:
+                await asyncio.sleep(CATCH_UP_RETRY_SECONDS)
+
+    def _credentials_revoked(self, event: Event) -> None:
+        user_id = event.data.get("user_id")
+        affected = [c for c in self.connections.values() if c.user_id == user_id]
+        if affected:
+            self.spawn(self._recheck(affected))
+
+    async def _recheck(self, connections: list[Connection]) -> None:
+        """Close (4401) the connections whose login or API key ended or whose user is gone."""
+        for start in range(0, len(connections), RECHECK_BATCH):
+            held = [(c, c.principal) for c in connections[start : start + RECHECK_BATCH]]
+            try:
+                active = await still_active(self.database, [p for _, p in held])
+            except (SQLAlchemyError, OSError):
+                log.warning("credentials_not_checked", connections=len(held), exc_info=True)
+                continue
+            for connection, principal in held:
+                credential = principal.login_id or principal.api_key_id
+                if connection.principal is principal and credential not in active:
+                    connection.close(CloseCode.UNAUTHORIZED, "credentials revoked")
 
     async def _register(self, connection: Connection) -> None:
         if self.relay.down:  # known unavailable: the presence loop lists it once it answers
@@ -285,6 +320,10 @@ class Hub:
             subscription.restart(epoch)
 
     def on_resync(self) -> None:
+        # Revocations published while live delivery was down may be lost: check every
+        # connection's credential again.
+        if self.connections:
+            self.spawn(self._recheck(list(self.connections.values())))
         for subscribers in self._channels.values():
             for subscription in subscribers:
                 if subscription.pending is None:

@@ -66,11 +66,27 @@ class Ping(_Frame):
     type: Literal["ping"]
 
 
+class Auth(_Frame):
+    """A fresh access token (or API key) of the same user, before the current one expires."""
+
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=4096)
+
+
 ClientFrame = Annotated[
-    Subscribe | Unsubscribe | Publish | Presence | History | Heartbeat | Ping,
+    Subscribe | Unsubscribe | Publish | Presence | History | Heartbeat | Ping | Auth,
     Field(discriminator="type"),
 ]
-FRAME_TYPES = ("subscribe", "unsubscribe", "publish", "presence", "history", "heartbeat", "ping")
+FRAME_TYPES = (
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "presence",
+    "history",
+    "heartbeat",
+    "ping",
+    "auth",
+)
 _frames: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 

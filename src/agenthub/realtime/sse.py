@@ -11,9 +11,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from agenthub.core.errors import problem_responses
-from agenthub.realtime.auth import StreamUser
+from agenthub.realtime.auth import StreamCredential, principal_of
 from agenthub.realtime.broker import BrokerUnavailable, Event, dumps
-from agenthub.realtime.channels import CHANNEL_PATTERN, ChannelRefused, Principal
+from agenthub.realtime.channels import CHANNEL_PATTERN, ChannelRefused
 from agenthub.realtime.connection import Connection, Outgoing
 from agenthub.realtime.hub import Hub
 from agenthub.realtime.router import Since, hub_of, position, refused, unavailable
@@ -34,16 +34,17 @@ router = APIRouter(tags=["realtime"])
 )
 async def events(
     request: Request,
-    user: StreamUser,
+    credential: StreamCredential,
     channel: Annotated[str, Query(pattern=CHANNEL_PATTERN, max_length=140)],
     since: Since = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=90)] = None,
 ) -> StreamingResponse:
     """Events of one channel: first `subscribed`, then those after `Last-Event-ID` (or
-    `since`; `0` for all retained history), then live ones; `: keep-alive` comments between."""
+    `since`; `0` for all retained history), then live ones; `: keep-alive` comments between.
+    The stream ends when the credential expires or is revoked (reconnect with a fresh one)."""
     start = position(last_event_id, "Last-Event-ID") if last_event_id else position(since, "since")
     hub = hub_of(request)
-    connection = await hub.connect(Principal(user.id, user.is_admin), "sse")
+    connection = await hub.connect(principal_of(credential), "sse")
     try:
         await hub.subscribe(connection, channel, start)
     except ChannelRefused as exc:

@@ -15,7 +15,7 @@ from agenthub.config import Settings
 from agenthub.core.ratelimit import RateLimiter
 from agenthub.monitoring.metrics import RATE_LIMITED
 from agenthub.realtime import frames
-from agenthub.realtime.auth import authenticate
+from agenthub.realtime.auth import authenticate, expires_in
 from agenthub.realtime.broker import Event, dumps
 from agenthub.realtime.connection import CloseCode, Connection
 from agenthub.realtime.hub import Hub
@@ -50,6 +50,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             "connection_id": connection.id,
             "user_id": principal.user_id,
             "heartbeat_interval": hub.settings.heartbeat_interval,
+            "expires_in": expires_in(principal),
         }
     )
     tasks = [

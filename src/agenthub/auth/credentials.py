@@ -1,0 +1,106 @@
+"""What a presented token is worth: the lookups behind every authenticated request and
+realtime connection. An access token counts only while its login is active and its user not
+deleted, checked in the one user query the request makes anyway."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agenthub.auth.models import ApiKey, Login, User
+from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt, token_digest
+from agenthub.db.base import utcnow
+
+API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An accepted token: whose it is, the login (access token) or API key it stands for,
+    and when it stops working (None: not by itself)."""
+
+    user: User
+    login_id: str | None = None
+    api_key_id: str | None = None
+    expires_at: datetime | None = None
+
+
+async def for_access_token(db: AsyncSession, claims: dict[str, Any]) -> Credential | None:
+    """The active user of a decoded access token whose login is still active."""
+    login_id: str = claims["sid"]
+    user = await db.scalar(
+        select(User)
+        .join(Login, Login.user_id == User.id)
+        .where(
+            User.id == claims["sub"],
+            User.deleted_at.is_(None),
+            Login.id == login_id,
+            Login.revoked_at.is_(None),
+        )
+    )
+    if user is None:
+        return None
+    expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+    return Credential(user, login_id=login_id, expires_at=expires_at)
+
+
+async def for_api_key(db: AsyncSession, key: str) -> Credential | None:
+    """The active owner of an unexpired API key; marks the key used (at most once a minute)."""
+    row = (
+        await db.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == token_digest(key), User.deleted_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        return None
+    api_key, user = row
+    now = utcnow()
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        return None
+    if api_key.last_used_at is None or api_key.last_used_at < now - API_KEY_TOUCH_INTERVAL:
+        api_key.last_used_at = now
+    return Credential(user, api_key_id=api_key.id, expires_at=api_key.expires_at)
+
+
+async def for_token(db: AsyncSession, secret: str, token: str) -> Credential | None:
+    """An access token (JWT) or an API key, if it is valid now."""
+    if not looks_like_jwt(token):
+        return await for_api_key(db, token)
+    try:
+        claims = decode_access_token(secret, token)
+    except TokenError:
+        return None
+    return await for_access_token(db, claims)
+
+
+async def still_active(
+    db: AsyncSession, login_ids: Collection[str], api_key_ids: Collection[str]
+) -> set[str]:
+    """Which of these logins and API keys still exist, unrevoked, for an undeleted user."""
+    active: set[str] = set()
+    if login_ids:
+        active.update(
+            await db.scalars(
+                select(Login.id)
+                .join(User, User.id == Login.user_id)
+                .where(
+                    Login.id.in_(login_ids), Login.revoked_at.is_(None), User.deleted_at.is_(None)
+                )
+            )
+        )
+    if api_key_ids:
+        active.update(
+            await db.scalars(
+                select(ApiKey.id)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.id.in_(api_key_ids), User.deleted_at.is_(None))
+            )
+        )
+    return active
