@@ -90,13 +90,15 @@ def parse_config(data: bytes, filename: str | None, content_type: str | None) ->
             "The config must be an object with keys runner, model, system_prompt, options.",
             f"expected an object, got {_KINDS.get(type(document), type(document).__name__)}",
         )
-    # YAML escapes (`\U0000D800`) are not JSON's: every string is looked at.
-    if (path := surrogate_path(document)) is not None:
-        raise not_unicode(dotted((FIELD, *path)), "The config")
     try:
-        return RunnerConfig.model_validate(plain_json(document))
+        plain = plain_json(document)  # bounded first: an alias-expanding YAML file stops here
     except NotPlainJson as exc:
         raise _invalid(f"The config holds a value JSON cannot represent: {exc}.") from None
+    # YAML escapes (`\U0000D800`) are not JSON's: every string is looked at.
+    if (path := surrogate_path(plain)) is not None:
+        raise not_unicode(dotted((FIELD, *path)), "The config")
+    try:
+        return RunnerConfig.model_validate(plain)
     except ValidationError as exc:
         errors = validation_errors([{**e, "loc": (FIELD, *e["loc"])} for e in exc.errors()])
         summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
