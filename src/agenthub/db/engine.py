@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
@@ -23,6 +24,8 @@ from agenthub.core.cache import take_touched
 from agenthub.core.errors import AgentHubError
 from agenthub.core.events import Publisher, log_publisher, take_pending
 from agenthub.core.text import surrogate_in, valid_text
+
+log = structlog.get_logger("agenthub.db")
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 T = TypeVar("T")
@@ -129,8 +132,15 @@ class Database:
 
         task = asyncio.create_task(unit())
         self._units.add(task)
-        task.add_done_callback(self._units.discard)
+        task.add_done_callback(self._ended)
         return await asyncio.shield(task)
+
+    def _ended(self, unit: asyncio.Task[Any]) -> None:
+        """Forget a finished unit. Its caller, if not cancelled, gets its error; one whose
+        caller was cancelled is logged here (asyncio would report it as never retrieved)."""
+        self._units.discard(unit)
+        if not unit.cancelled() and (error := unit.exception()) is not None:
+            log.debug("unit_of_work_failed", error=repr(error))
 
     async def settle(self) -> None:
         """Wait until no unit of work started by `run` is in progress."""
