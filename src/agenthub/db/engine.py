@@ -1,4 +1,5 @@
-"""Engine and session factory per dialect; SQLite runs in WAL mode with a busy timeout."""
+"""Engine and session factory per dialect; SQLite runs in WAL mode, its statements inline
+(`db.sqlite`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import event, text
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +26,7 @@ from agenthub.core.cache import take_touched
 from agenthub.core.errors import AgentHubError
 from agenthub.core.events import Publisher, log_publisher, take_pending
 from agenthub.core.text import surrogate_in, valid_text
+from agenthub.db import sqlite
 
 log = structlog.get_logger("agenthub.db")
 
@@ -35,7 +38,6 @@ Invalidator = Callable[[set[str]], Awaitable[None]]
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -55,9 +57,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured URL, tuned for its dialect."""
     url = settings.database_url
     if settings.is_sqlite:
+        database = sqlite.database_path(make_url(url).database)
         engine = create_async_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            async_creator=partial(sqlite.connect, database, SQLITE_BUSY_TIMEOUT_MS / 1000),
             json_deserializer=_read_json,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
