@@ -30,7 +30,7 @@ from agenthub.core.ratelimit import (
     RateLimitMiddleware,
     route_groups,
 )
-from agenthub.core.security import PasswordHasher
+from agenthub.core.security import password_hasher
 from agenthub.db.engine import Database
 from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     worker = Worker(settings, database, hub, runners) if settings.worker_enabled else None
     monitor = Monitor(settings, database, hub.node)
     limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix)
+    hasher = password_hasher(settings)
     hub.on_websocket_open = monitor.websocket_opened
     hub.on_websocket_close = monitor.websocket_closed
 
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.close()
         await runners.aclose()
         await limiter.aclose()
+        hasher.close()
         await cache.close()
         await database.dispose()
         mark_process_dead()
@@ -141,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.cache = cache
-    app.state.hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
+    app.state.hasher = hasher
     app.state.limiter = limiter
     app.state.hub = hub
     app.state.runners = runners

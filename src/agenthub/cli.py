@@ -257,20 +257,25 @@ CLI_CLIENT_NAME = "agenthub-cli"
 async def _create_user(settings: Settings, email: str, password: str, admin: bool) -> str:
     from agenthub.auth import service
     from agenthub.auth.audit import ClientInfo, audit
-    from agenthub.core.security import PasswordHasher
+    from agenthub.core.security import password_hasher
 
-    hasher = PasswordHasher(settings.password_time_cost, settings.password_memory_kib)
-    async with _transaction(settings) as db:
-        user = await service.create_user(db, hasher, email=email, password=password, is_admin=admin)
-        audit(
-            db,
-            "admin.user_created",
-            user_id=user.id,
-            actor_id=None,
-            client=ClientInfo(ip=None, user_agent=CLI_CLIENT_NAME),
-            admin=admin,
-        )
-        return user.id
+    hasher = password_hasher(settings)
+    try:
+        async with _transaction(settings) as db:
+            user = await service.create_user(
+                db, hasher, email=email, password=password, is_admin=admin
+            )
+            audit(
+                db,
+                "admin.user_created",
+                user_id=user.id,
+                actor_id=None,
+                client=ClientInfo(ip=None, user_agent=CLI_CLIENT_NAME),
+                admin=admin,
+            )
+            return user.id
+    finally:
+        hasher.close()
 
 
 async def _access_token(settings: Settings, email: str) -> str:

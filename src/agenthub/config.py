@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     cookie_secure: bool = True
     password_time_cost: int = 3
     password_memory_kib: int = 65536
+    # Hashing threads (default: one core fewer than the machine has) and how many more calls
+    # may wait for one before a sign-in is refused with 503 + Retry-After.
+    password_hash_threads: int | None = Field(default=None, ge=1)
+    password_hash_queue: int = Field(default=16, ge=0)
     login_limit_ip: str = "30/minute"
     login_limit_account: str = "10/minute"
     # Every /v1 route group (first path segment after /v1) is limited per user and per client IP,

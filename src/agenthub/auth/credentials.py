@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.auth.models import ApiKey, Login, User
@@ -30,19 +30,24 @@ class Credential:
     expires_at: datetime | None = None
 
 
+# Built once: every authenticated request runs it, and building a statement costs more
+# than running it (SQLAlchemy also keys its compiled-statement cache on the built object).
+_ACTIVE_LOGIN_USER = (
+    select(User)
+    .join(Login, Login.user_id == User.id)
+    .where(
+        User.id == bindparam("user_id"),
+        User.deleted_at.is_(None),
+        Login.id == bindparam("login_id"),
+        Login.revoked_at.is_(None),
+    )
+)
+
+
 async def for_access_token(db: AsyncSession, claims: dict[str, Any]) -> Credential | None:
     """The active user of a decoded access token whose login is still active."""
     login_id: str = claims["sid"]
-    user = await db.scalar(
-        select(User)
-        .join(Login, Login.user_id == User.id)
-        .where(
-            User.id == claims["sub"],
-            User.deleted_at.is_(None),
-            Login.id == login_id,
-            Login.revoked_at.is_(None),
-        )
-    )
+    user = await db.scalar(_ACTIVE_LOGIN_USER, {"user_id": claims["sub"], "login_id": login_id})
     if user is None:
         return None
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)

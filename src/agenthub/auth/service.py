@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -36,7 +35,7 @@ async def create_user(
     user = User(
         email=email,
         username=username,
-        password_hash=await asyncio.to_thread(hasher.hash, password),
+        password_hash=await hasher.hashed(password),
         is_admin=is_admin,
         preferences={},
     )
@@ -66,7 +65,7 @@ async def check_password(hasher: PasswordHasher, user: User | None, password: st
     NFC (the caller's unit of work commits it)."""
     hashed = user.password_hash if user is not None else None
     for attempt, form in enumerate(login_forms(password)):
-        if await asyncio.to_thread(hasher.verify, form, hashed):
+        if await hasher.matches(form, hashed):
             if attempt and user is not None:
                 await set_password(hasher, user, normalized(password))
             return True
@@ -74,7 +73,7 @@ async def check_password(hasher: PasswordHasher, user: User | None, password: st
 
 
 async def set_password(hasher: PasswordHasher, user: User, password: str) -> None:
-    user.password_hash = await asyncio.to_thread(hasher.hash, password)
+    user.password_hash = await hasher.hashed(password)
 
 
 async def change_password(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import math
+import os
 import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,17 +20,72 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from agenthub.config import Settings
+from agenthub.core.errors import ServiceUnavailable
+
 JWT_ALGORITHM = "HS256"
 API_KEY_PREFIX = "ahk_"
 API_KEY_DISPLAY_CHARS = 12
 
 
-class PasswordHasher:
-    """Argon2id with configurable cost (tests lower it; production keeps the defaults)."""
+def hashing_threads() -> int:
+    """Threads for password hashing by default: one core fewer than the machine has (at least
+    one), so the event loop always keeps a core for every other request."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
-    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+
+class PasswordHasher:
+    """Argon2id with configurable cost (tests lower it; production keeps the defaults).
+
+    `hashed` and `matches` run off the event loop on at most `threads` threads, with at most
+    `queue` more calls waiting for one: a burst of logins waits its turn or is refused with
+    503 and `Retry-After`, and never takes the cores the other requests need.
+    """
+
+    def __init__(
+        self,
+        time_cost: int = 3,
+        memory_kib: int = 65536,
+        *,
+        threads: int | None = None,
+        queue: int = 16,
+    ) -> None:
         self._hash = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib),))
         self._dummy = unmatchable_hash(time_cost, memory_kib)
+        self._threads = threads or hashing_threads()
+        self._limit = self._threads + queue
+        self._pending = 0
+        self._seconds = 0.1  # a moving average of one call's time, for Retry-After
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="agenthub-password")
+
+    async def hashed(self, password: str) -> str:
+        """`hash` off the event loop."""
+        result: str = await self._off_loop(self.hash, password)
+        return result
+
+    async def matches(self, password: str, hashed: str | None) -> bool:
+        """`verify` off the event loop."""
+        result: bool = await self._off_loop(self.verify, password, hashed)
+        return result
+
+    async def _off_loop(self, call: Callable[..., Any], *args: Any) -> Any:
+        if self._pending >= self._limit:
+            wait = self._seconds * self._pending / self._threads
+            raise ServiceUnavailable(
+                "Too many sign-ins at once: try again shortly.",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        self._pending += 1
+        started = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
+        finally:
+            self._pending -= 1
+            self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - started)
+
+    def close(self) -> None:
+        """Wait for the calls in progress and stop the threads."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def hash(self, password: str) -> str:
         return self._hash.hash(password)
@@ -35,6 +96,16 @@ class PasswordHasher:
             self._hash.verify(password, self._dummy)
             return False
         return self._hash.verify(password, hashed)
+
+
+def password_hasher(settings: Settings) -> PasswordHasher:
+    """The hasher and its threads as configured."""
+    return PasswordHasher(
+        settings.password_time_cost,
+        settings.password_memory_kib,
+        threads=settings.password_hash_threads,
+        queue=settings.password_hash_queue,
+    )
 
 
 def unmatchable_hash(time_cost: int, memory_kib: int) -> str:

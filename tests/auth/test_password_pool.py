@@ -1,0 +1,74 @@
+"""Password hashing runs on a bounded pool: a burst of sign-ins waits its turn or gets 503 with
+Retry-After, and other requests are served meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agenthub.core.errors import ServiceUnavailable
+from agenthub.core.security import PasswordHasher
+from conftest import asgi_client, custom_app, make_settings
+from support import PASSWORD, register
+
+
+async def test_calls_beyond_the_threads_and_queue_are_refused_with_retry_after() -> None:
+    hasher = PasswordHasher(time_cost=2, memory_kib=8192, threads=1, queue=1)
+    try:
+        stored = hasher.hash(PASSWORD)
+        calls = [asyncio.create_task(hasher.matches(PASSWORD, stored)) for _ in range(4)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        hasher.close()
+    assert outcomes[:2] == [True, True]  # one running, one waiting
+    for refused in outcomes[2:]:
+        assert isinstance(refused, ServiceUnavailable)
+        assert int(refused.headers["Retry-After"]) >= 1
+
+
+async def test_a_burst_of_logins_is_served_or_told_when_to_retry(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with (
+        custom_app(
+            database_url,
+            tmp_path,
+            password_time_cost=2,
+            password_memory_kib=16384,
+            password_hash_threads=1,
+            password_hash_queue=2,
+            login_limit_ip="1000/minute",
+            login_limit_account="1000/minute",
+        ) as app,
+        asgi_client(app) as client,
+    ):
+        reader = await register(client, "reader@example.com")
+        emails = [f"burst-{n}@example.com" for n in range(12)]
+        for email in emails:
+            await register(client, email)
+
+        async def read() -> int:
+            return (await client.get("/v1/user/profile", headers=reader.headers)).status_code
+
+        logins = [
+            client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+            for email in emails
+        ]
+        answers = await asyncio.gather(*logins, *(read() for _ in range(10)))
+    statuses = [answer.status_code for answer in answers[: len(emails)]]
+    assert set(statuses) <= {200, 503}
+    assert 200 in statuses and 503 in statuses
+    for answer in answers[: len(emails)]:
+        if answer.status_code == 503:
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert int(answer.headers["Retry-After"]) >= 1
+    assert answers[len(emails) :] == [200] * 10  # reads are not refused by the burst
+
+
+@pytest.mark.parametrize("threads", [0, -1])
+def test_the_thread_count_must_be_positive(threads: int, database_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        make_settings(database_url, tmp_path, password_hash_threads=threads)
