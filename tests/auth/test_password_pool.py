@@ -57,15 +57,17 @@ async def test_a_burst_of_logins_is_served_or_told_when_to_retry(
             client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
             for email in emails
         ]
-        answers = await asyncio.gather(*logins, *(read() for _ in range(10)))
-    statuses = [answer.status_code for answer in answers[: len(emails)]]
+        answers, reads = await asyncio.gather(
+            asyncio.gather(*logins), asyncio.gather(*(read() for _ in range(10)))
+        )
+    statuses = [answer.status_code for answer in answers]
     assert set(statuses) <= {200, 503}
     assert 200 in statuses and 503 in statuses
-    for answer in answers[: len(emails)]:
+    for answer in answers:
         if answer.status_code == 503:
             assert answer.headers["content-type"] == "application/problem+json"
             assert int(answer.headers["Retry-After"]) >= 1
-    assert answers[len(emails) :] == [200] * 10  # reads are not refused by the burst
+    assert reads == [200] * 10  # reads are not refused by the burst
 
 
 @pytest.mark.parametrize("threads", [0, -1])

@@ -56,7 +56,7 @@ class PasswordHasher:
         self._limit = self._threads + queue
         self._pending = 0
         self._seconds = 0.1  # a moving average of one call's time, for Retry-After
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="agenthub-password")
+        self._pool: ThreadPoolExecutor | None = None  # started by the first call
 
     async def hashed(self, password: str) -> str:
         """`hash` off the event loop."""
@@ -75,6 +75,8 @@ class PasswordHasher:
                 "Too many sign-ins at once: try again shortly.",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="agenthub-password")
         self._pending += 1
         started = time.monotonic()
         try:
@@ -84,8 +86,11 @@ class PasswordHasher:
             self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - started)
 
     def close(self) -> None:
-        """Wait for the calls in progress and stop the threads."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for the calls in progress and stop the threads (a later call starts them
+        again: an app can be started more than once)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def hash(self, password: str) -> str:
         return self._hash.hash(password)
