@@ -339,8 +339,9 @@ def bench_database(db: str, database_url: str, workdir: Path, opts: Options) -> 
 
 
 def logged_errors(path: Path) -> list[str]:
-    """A line per error a server logged: agenthub's JSON lines at level error or above, in
-    short, and any line that is not JSON (uvicorn's own, tracebacks)."""
+    """A line per error a server logged: agenthub's JSON lines at level error or above or
+    naming an error type (a 503 for a busy database is a warning), in short, and any line that
+    is not JSON (uvicorn's own, tracebacks)."""
     lines = []
     for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
         try:
@@ -348,9 +349,14 @@ def logged_errors(path: Path) -> list[str]:
         except ValueError:
             lines.append(line)
             continue
-        if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("level") in ("error", "critical") or "error_type" in entry:
             cause = (entry.get("exception") or "").strip().rpartition("\n")[2]
-            lines.append(f"{entry.get('event')} {entry.get('path', '')}: {cause}")
+            lines.append(
+                f"{entry.get('level')} {entry.get('event')} {entry.get('error_type', '')} "
+                f"{entry.get('path', '')}: {cause}"
+            )
     return lines
 
 
