@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # project's own (editable) sources.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install install-dev test lint format serve bench upgrade docs-assets clean
+.PHONY: install install-dev test lint format serve bench bench-hot upgrade docs-assets clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench: install-dev
 	$(PY) bench/cache.py
 	$(PY) bench/load.py
 	$(PY) bench/text.py
+	$(PY) bench/hotpath.py
+
+# The hot path under load (open and closed loop, login burst) against the raw stack.
+bench-hot: install-dev
+	$(PY) bench/hotpath.py
 
 # Move every dependency to the newest release its bounds in pyproject.toml allow.
 upgrade: | $(UV)

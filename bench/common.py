@@ -1,8 +1,9 @@
 """Helpers shared by the benchmarks in `bench/` (import as `from common import ...`).
 
 Real uvicorn servers on free loopback ports, a fresh database per run (a temp SQLite file or a
-PostgreSQL database dropped at the end), a user registered through the HTTP API, `wrk` output
-parsing, percentiles, and a SIGTERM handler that unwinds the `finally` blocks.
+PostgreSQL database dropped at the end), a user registered through the HTTP API, the baselines'
+access-token check, `wrk` output parsing, percentiles, and a SIGTERM handler that unwinds the
+`finally` blocks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import httpx
+import jwt
 import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -222,6 +224,30 @@ def postgres_database() -> Iterator[tuple[str, Path]]:
 def pg_dsn(database_url: str) -> str:
     """The asyncpg DSN of a SQLAlchemy `postgresql+asyncpg://` URL."""
     return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+# --- baselines -----------------------------------------------------------------------------
+
+
+def access_token_ids(authorization: str, secret: str) -> tuple[str, str] | None:
+    """The user and login ids of the bearer access token in an `Authorization` header, checked
+    as agenthub checks it (HS256, the same required claims, `typ` = `access`); else None."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["sub", "sid", "exp", "iat", "typ"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    user_id, login_id = claims["sub"], claims["sid"]
+    if claims["typ"] != "access" or not isinstance(user_id, str) or not isinstance(login_id, str):
+        return None
+    return user_id, login_id
 
 
 # --- wrk -----------------------------------------------------------------------------------

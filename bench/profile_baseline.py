@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
-import jwt
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +22,7 @@ from starlette.routing import Route
 
 from agenthub.config import Settings
 from agenthub.db.engine import create_engine
+from common import access_token_ids
 
 USER_QUERY = text(
     "SELECT users.id, email, username, is_admin, users.created_at, preferences, prompt_tokens, "
@@ -62,21 +61,10 @@ def create_app() -> Starlette:
     engine = create_engine(settings)
 
     async def profile(request: Request) -> JSONResponse:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        ids = access_token_ids(request.headers.get("authorization", ""), secret)
+        if ids is None:
             return _unauthorized()
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                secret,
-                algorithms=["HS256"],
-                options={"require": ["sub", "sid", "exp", "iat", "typ"]},
-            )
-        except jwt.PyJWTError:
-            return _unauthorized()
-        user_id, login_id = claims.get("sub"), claims.get("sid")
-        if claims.get("typ") != "access" or not isinstance(user_id, str):
-            return _unauthorized()
+        user_id, login_id = ids
         async with engine.connect() as conn:
             user = (await conn.execute(USER_QUERY, {"id": user_id, "sid": login_id})).first()
             if user is None:
