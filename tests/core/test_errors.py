@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from agenthub.app import create_app
@@ -20,7 +21,7 @@ from agenthub.config import Settings
 from agenthub.core.errors import render_unexpected
 from agenthub.core.ids import new_id
 from agenthub.core.security import encode_access_token
-from conftest import TEST_SECRET, asgi_client, make_settings
+from conftest import TEST_SECRET, asgi_client, custom_app, make_settings
 from support import Account, assert_problem
 
 
@@ -266,3 +267,20 @@ async def test_database_down_fails_readiness_but_not_liveness(
     live = await down_client.get("/v1/health/live")
     assert live.status_code == 200
     assert live.json() == {"status": "ok"}
+
+
+async def test_a_pool_with_no_connection_free_is_503(postgres_url: str, tmp_path: Path) -> None:
+    """Every pooled connection busy past the pool's timeout (a burst of logins holding theirs)
+    is a 503 with Retry-After, not a 500."""
+    async with (
+        custom_app(
+            postgres_url, tmp_path, db_pool_size=1, db_max_overflow=0, db_timeout_seconds=0.3
+        ) as app,
+        asgi_client(app) as client,
+        app.state.database.transaction() as held,
+    ):
+        await held.execute(text("SELECT 1"))  # the pool's only connection, kept
+        response = await client.get("/v1/user/profile", headers={"X-API-Key": "ahk_" + "0" * 40})
+    body = assert_problem(response, 503)
+    assert body["type"].endswith("/database-unavailable")
+    assert "retry-after" in response.headers

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout  # every pooled connection busy
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -226,7 +227,9 @@ def _is_connection_error(exc: BaseException) -> bool:
     if _has_sqlstate(exc, _UNAVAILABLE_SQLSTATES):
         return True
     for seen in _chain(exc):
-        if isinstance(seen, OperationalError | InterfaceError | ConnectionError | TimeoutError):
+        if isinstance(
+            seen, OperationalError | InterfaceError | ConnectionError | TimeoutError | PoolTimeout
+        ):
             return True
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True
