@@ -38,7 +38,12 @@ async def _increment(connection: sqlite.InlineConnection, pause: float) -> None:
 async def test_writers_of_one_process_take_turns_without_errors(database: str) -> None:
     connections = [await sqlite.connect(database, busy_seconds=5) for _ in range(4)]
     try:
-        await asyncio.gather(*(_increment(c, 0.005) for c in connections for _ in range(5)))
+
+        async def increments(connection: sqlite.InlineConnection) -> None:
+            for _ in range(5):  # a connection serves one transaction at a time, as in a pool
+                await _increment(connection, 0.005)
+
+        await asyncio.gather(*(increments(c) for c in connections))
         cursor = await connections[0].execute("SELECT n FROM counter")
         assert await cursor.fetchone() == (20,)  # read-modify-write under the lock: none lost
     finally:
@@ -95,3 +100,21 @@ async def test_the_write_lock_is_given_back_on_rollback_and_close(database: str)
     await connection.execute("UPDATE counter SET n = 2")
     await connection.close()
     assert not sqlite.write_lock(database).locked()
+
+
+async def test_a_writer_that_waits_too_long_in_the_process_is_database_is_locked(
+    database: str,
+) -> None:
+    holder = await sqlite.connect(database, busy_seconds=5)
+    waiter = await sqlite.connect(database, busy_seconds=0.1)
+    try:
+        await holder.execute("UPDATE counter SET n = 1")  # holds the write lock
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            await waiter.execute("UPDATE counter SET n = 2")
+        await holder.commit()
+        await waiter.execute("UPDATE counter SET n = 3")  # the lock is free again
+        await waiter.commit()
+        assert not sqlite.write_lock(database).locked()
+    finally:
+        await holder.close()
+        await waiter.close()

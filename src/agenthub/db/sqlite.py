@@ -98,7 +98,10 @@ class InlineConnection(aiosqlite.Connection):
     async def _take_lock(self, wait: float) -> None:
         lock = write_lock(self._database)
         try:
-            await asyncio.wait_for(lock.acquire(), max(wait, 0.0))
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 a lock granted as `wait_for`
+            # times out can be lost, held by nobody for ever.
+            async with asyncio.timeout(max(wait, 0.0)):
+                await lock.acquire()
         except TimeoutError:
             raise sqlite3.OperationalError("database is locked") from None
         self._lock = lock
