@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 
 from agenthub import __version__
 from agenthub.agents.router import router as agents_router
@@ -88,6 +90,18 @@ ROUTERS: tuple[APIRouter, ...] = (
     ws_router,
     sse_router,
 )
+
+
+@cache
+def _included_routes() -> tuple[BaseRoute, ...]:
+    """`ROUTERS`, included once per process and shared by every app built in it. FastAPI
+    builds an included route's dependency graph on the route's first request after each
+    include; an app built later (the tests build one per test) takes the built ones. These
+    routes do not consult `app.dependency_overrides`."""
+    shared = APIRouter()
+    for router in ROUTERS:
+        shared.include_router(router)
+    return tuple(shared.routes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -186,6 +200,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         observe=monitor.observe_request,
     )
 
-    for router in ROUTERS:
-        app.include_router(router)
+    app.router.routes.extend(_included_routes())
     return app
