@@ -78,7 +78,7 @@ SETTINGS = {
 SERVERS = ("agenthub", "baseline")
 SEED_MESSAGES = 21  # a full page of 20, and more
 SETUP_AT_ONCE = 8
-SMOKE = {"duration": 2.0, "warmup": 0.5, "users": 20, "clients": 10, "logins": 5, "rate": 50.0}
+SMOKE = {"duration": 0.5, "warmup": 0.2, "users": 20, "clients": 10, "logins": 5, "rate": 50.0}
 # The smoke run checks for errors, not figures: it hashes passwords cheaply, as the tests do.
 SMOKE_ENV = {"AGENTHUB_PASSWORD_TIME_COST": "1", "AGENTHUB_PASSWORD_MEMORY_KIB": "1024"}
 PROCESS_SLACK_S = 60.0

@@ -10,8 +10,8 @@ The plan (JSON): `base_url`; `users`, a list of `{"token", "session_id"}`; `mix`
 the measured part is reported, per request answered meanwhile, warm-up ones included); and per
 mode:
 
-- `closed`: `clients` connections, each picking a random user and operation, sending, waiting
-  for the answer, and again;
+- `closed`: `clients` connections, each picking a random user and the next operation (the
+  mix's operations are dealt from shuffled decks), sending, waiting for the answer, and again;
 - `open`: `rate` requests per second planned at `t0 + i / rate`, each for a random user; every
   user has its own connection, on which its requests go out in order (queued behind one still
   in flight); latency runs from the planned send time to the answer (no coordinated omission);
@@ -33,7 +33,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,14 +201,20 @@ class Run:
         }
 
 
-def operation_table(mix: dict[str, int]) -> list[str]:
-    """Operations repeated by weight, for a uniform pick."""
-    return [op for op in OPERATIONS for _ in range(mix.get(op, 0))]
+def operations(mix: dict[str, int]) -> Iterator[str]:
+    """Operations in the mix's proportions, endlessly: shuffled decks of each operation
+    repeated by its weight (reduced), so that every few requests hold every operation."""
+    weights = {op: mix.get(op, 0) for op in OPERATIONS}
+    unit = math.gcd(*weights.values())
+    deck = [op for op, weight in weights.items() for _ in range(weight // unit)]
+    while True:
+        random.shuffle(deck)
+        yield from deck
 
 
 async def closed_loop(plan: dict[str, Any], target: Target) -> dict[str, Any]:
     users = [target.user_requests(user) for user in plan["users"]]
-    table = operation_table(plan.get("mix", DEFAULT_MIX))
+    ops = operations(plan.get("mix", DEFAULT_MIX))
     run = Run(plan.get("server_pid"))
     in_flight: dict[int, tuple[str, float]] = {}
     connections = [target.connection() for _ in range(plan["clients"])]
@@ -218,7 +224,7 @@ async def closed_loop(plan: dict[str, Any], target: Target) -> dict[str, Any]:
 
     async def client(number: int, conn: HttpConnection) -> None:
         while (sent := time.perf_counter()) < deadline:
-            op = random.choice(table)
+            op = next(ops)
             in_flight[number] = (op, sent)
             status, _ = await conn.send(random.choice(users)[op])
             del in_flight[number]
@@ -235,7 +241,7 @@ async def closed_loop(plan: dict[str, Any], target: Target) -> dict[str, Any]:
 
 async def open_loop(plan: dict[str, Any], target: Target) -> dict[str, Any]:
     users = [target.user_requests(user) for user in plan["users"]]
-    table = operation_table(plan.get("mix", DEFAULT_MIX))
+    ops = operations(plan.get("mix", DEFAULT_MIX))
     run = Run(plan.get("server_pid"))
     rate: float = plan["rate"]
     planned_total = round((plan["warmup"] + plan["duration"]) * rate)
@@ -264,9 +270,7 @@ async def open_loop(plan: dict[str, Any], target: Target) -> dict[str, Any]:
             await asyncio.sleep(delay)
         if i == first_measured:
             run.start_measuring()
-        queues[random.randrange(len(users))].put_nowait(
-            (random.choice(table), planned, i >= first_measured)
-        )
+        queues[random.randrange(len(users))].put_nowait((next(ops), planned, i >= first_measured))
     for queue in queues:
         queue.put_nowait(None)
     await _drain(senders, max(DRAIN_S, 2 * plan["duration"]))

@@ -291,7 +291,7 @@ async def test_fresh_tokens_are_sent_before_they_expire(brief: Server) -> None:
         fixed = await RealtimeClient(api.base_url, token=api.token).connect()
         try:
             sub = await rt.subscribe(f"user:{rt.user_id}")
-            await asyncio.sleep(3 * 3 + 1)  # three lifetimes of a token
+            await asyncio.sleep(2 * 3 + 1)  # two lifetimes of a token
             with pytest.raises(AuthenticationFailed):
                 await fixed.wait_closed()
             assert fixed.last_close_code == 4401
