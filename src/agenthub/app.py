@@ -60,7 +60,7 @@ from agenthub.realtime.ws import router as ws_router
 from agenthub.runners.registry import Runners
 from agenthub.runners.router import router as runners_router
 from agenthub.search.router import router as search_router
-from agenthub.sessions.hot import HotSessionReads
+from agenthub.sessions.hot import HotSessionRoutes
 from agenthub.sessions.router import router as sessions_router
 
 DESCRIPTION = (
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(HotSessionReads, database=database, secret=settings.signing_key)
+    app.add_middleware(HotSessionRoutes, database=database, settings=settings)
     app.add_middleware(JsonTextMiddleware)  # inside the body limit: reads bodies within it
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=upload_body_limits(settings)

@@ -7,32 +7,34 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
-from agenthub.sessions.hot import HotSessionReads
+from agenthub.sessions.hot import HotSessionRoutes
 from conftest import AccountFactory, asgi_client, custom_app
 from session_support import expect, new_session, post_message
-from support import Account, assert_problem, register
+from support import Account, assert_problem, record_events, register
 
 ROUTED = 299  # what the stand-in router answers
 
 
 class Router:
-    """The app behind the hot reads: notes each request that reached it."""
+    """The app behind the hot routes: notes each request that reached it, and the body it
+    could read."""
 
     def __init__(self) -> None:
         self.reached: list[str] = []
+        self.bodies: list[bytes] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.reached.append(f"{scope['path']}?{scope['query_string'].decode()}")
+        self.bodies.append(await Request(scope, receive).body())
         await PlainTextResponse("routed", ROUTED)(scope, receive, send)
 
 
 def hot_client(app: FastAPI, router: Router) -> httpx.AsyncClient:
-    hot = HotSessionReads(
-        router, database=app.state.database, secret=app.state.settings.signing_key
-    )
+    hot = HotSessionRoutes(router, database=app.state.database, settings=app.state.settings)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=hot), base_url="http://testserver")
 
 
@@ -139,3 +141,82 @@ async def test_the_users_rate_limit_counts_each_hot_read_once(
         refused = await client.get(path, headers=account.headers)
         assert_problem(refused, 429)
         assert int(refused.headers["Retry-After"]) >= 1
+
+
+async def test_a_plain_append_is_the_routes_append_without_reaching_it(
+    app: FastAPI, client: httpx.AsyncClient, account: Account
+) -> None:
+    chat = await new_session(client, account)
+    by_key = await api_key(client, account)
+    path = f"/v1/sessions/{chat['id']}/messages"
+    body = {"role": "assistant", "content": "hi", "metadata": {"k": [1]}, "prompt_tokens": 3}
+    events = record_events(app)
+    router = Router()
+    async with hot_client(app, router) as hot:
+        answered = await hot.post(path, json=body, headers=account.headers)
+    routed = await client.post(path, json=body, headers=by_key)
+    assert router.reached == []
+    assert answered.status_code == routed.status_code == 201, answered.text
+    assert answered.headers["content-type"] == routed.headers["content-type"]
+    mine, theirs = answered.json(), routed.json()
+    assert mine.keys() == theirs.keys()
+    assert {k: v for k, v in mine.items() if k not in ("id", "created_at")} == {
+        k: v for k, v in theirs.items() if k not in ("id", "created_at")
+    }
+    assert [e.data for e in events.named("message.created", f"session:{chat['id']}")] == [
+        mine,
+        theirs,
+    ]
+    session = expect(await client.get(f"/v1/sessions/{chat['id']}", headers=by_key), 200)
+    assert (session["message_count"], session["prompt_tokens"]) == (2, 6)
+
+
+async def test_any_other_append_reaches_the_route_with_its_whole_body(
+    app: FastAPI, client: httpx.AsyncClient, account: Account
+) -> None:
+    chat = await new_session(client, account)
+    by_key = await api_key(client, account)
+    path = f"/v1/sessions/{chat['id']}/messages"
+    plain = b'{"role": "user", "content": "hello"}'
+    json_type = {"Content-Type": "application/json"}
+    bearer = {**account.headers, **json_type}
+    requests = [
+        (path, bearer | {"Idempotency-Key": "k1"}, plain),
+        (path, bearer, b'{"role": "user", "content": "hello", "respond": true}'),
+        (path, bearer, b'{"role": "user", "content": ""}'),  # the route's 422
+        (path, bearer, b'{"role": "user", "content": "x", "extra": 1}'),
+        (path, bearer, b'{"role": "user", "content": '),
+        (path, {**account.headers, "Content-Type": "text/plain"}, plain),
+        (f"{path}?x=1", bearer, plain),
+        (path, by_key | json_type, plain),
+        (path, {**bearer, "Authorization": "Bearer not.a.token"}, plain),
+        (f"/v1/sessions/{chat['id']}", bearer, plain),  # another route
+    ]
+    router = Router()
+    async with hot_client(app, router) as hot:
+        for url, headers, content in requests:
+            sent = await hot.post(url, content=content, headers=headers)
+            assert sent.status_code == ROUTED, (url, headers, content, sent.text)
+    assert router.bodies == [content for _, _, content in requests]
+    session = expect(await client.get(f"/v1/sessions/{chat['id']}", headers=by_key), 200)
+    assert session["message_count"] == 0
+
+
+async def test_appends_the_route_refuses_are_refused_alike(
+    client: httpx.AsyncClient, make_account: AccountFactory
+) -> None:
+    owner, other = await make_account(), await make_account()
+    chat = await new_session(client, owner)
+    theirs = await new_session(client, other)
+    owner_key, other_key = await api_key(client, owner), await api_key(client, other)
+    body = {"role": "user", "content": "hello"}
+    expect(await client.delete(f"/v1/sessions/{chat['id']}", headers=owner.headers), 204)
+    for path, account, key, status in (
+        (f"/v1/sessions/{chat['id']}/messages", owner, owner_key, 409),  # deleted
+        (f"/v1/sessions/{theirs['id']}/messages", owner, owner_key, 404),  # another user's
+    ):
+        answered = await client.post(path, json=body, headers=account.headers)
+        routed = await client.post(path, json=body, headers=key)
+        assert assert_problem(answered, status) == assert_problem(routed, status)
+    session = expect(await client.get(f"/v1/sessions/{theirs['id']}", headers=other_key), 200)
+    assert session["message_count"] == 0

@@ -74,7 +74,7 @@ class RequestContextMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
@@ -163,7 +163,7 @@ class BodyLimitMiddleware:
             return
         limit = self._limit_for(scope["path"])
         too_large = _TooLarge(limit)
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             await too_large(scope, receive, send)
             return
@@ -230,7 +230,7 @@ class JsonTextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(_header(scope, b"content-type")):
+        if scope["type"] != "http" or not _is_json(header(scope, b"content-type")):
             await self.app(scope, receive, send)
             return
         messages = [await receive()]
@@ -244,10 +244,10 @@ class JsonTextMiddleware:
             refusal = render_error(not_unicode(where, "The request body"), scope["path"])
             await refusal(scope, receive, send)
             return
-        await self.app(scope, _Replay(messages, receive), send)
+        await self.app(scope, Replay(messages, receive), send)
 
 
-class _Replay:
+class Replay:
     """A `receive` that gives the messages already read, then what the client sends next."""
 
     def __init__(self, messages: list[Message], receive: Receive) -> None:
@@ -285,7 +285,8 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header, decoded as Latin-1 (as HTTP allows)."""
     for key, value in scope.get("headers", ()):
         if key == name:
             return bytes(value).decode("latin-1")

@@ -1,15 +1,17 @@
-"""A chat client's most frequent reads, answered without FastAPI's per-request machinery:
-`GET /v1/sessions/{id}` and the page `GET /v1/sessions/{id}/messages`.
+"""A chat client's most frequent requests, answered without FastAPI's per-request machinery:
+`GET /v1/sessions/{id}`, the page `GET /v1/sessions/{id}/messages` and the append
+`POST /v1/sessions/{id}/messages`.
 
 FastAPI's routing, dependency solving and response validation cost more than these reads
-themselves (bench/README.md, hot path). `HotSessionReads` answers the plain case in front of
-the router: a Bearer access token whose login is active, no query parameters but the ones
-named below with plain values. It runs the same checks and service functions as the routes
-(the login check, the user's rate limit, ownership) and the same response models, in one
-unit of work, so the answer is the one the route would give. Anything else (an API key, a
-cookie, a cursor, a value FastAPI would refuse, a bad token) goes on to the route, which
-answers it as documented; so does any unexpected failure before the answer starts, as these
-reads change nothing.
+themselves (bench/README.md, hot path). `HotSessionRoutes` answers the plain case in front of
+the router: a Bearer access token whose login is active; for the reads no query parameters
+but the ones named below with plain values, for the append a JSON body the route's model
+accepts, without `respond` and without an `Idempotency-Key`. It runs the same checks and
+service functions as the routes (the login check, the user's rate limit, ownership) and the
+same models, in one unit of work, so the answer is the one the route would give. Anything
+else (an API key, a cookie, a cursor, a value FastAPI would refuse, a bad token) goes on to
+the route, which answers it as documented; so does an unexpected failure of a read (reads
+change nothing, so the route may run them again), never one of an append.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.auth.credentials import for_access_token
-from agenthub.core.errors import AgentHubError, render_error
+from agenthub.config import Settings
+from agenthub.core.errors import AgentHubError, render_error, render_unexpected
 from agenthub.core.ids import is_valid
+from agenthub.core.middleware import Replay, header
 from agenthub.core.ownership import get_owned
 from agenthub.core.pagination import MAX_LIMIT, Page, PageParams
 from agenthub.core.ratelimit import consume_user_limit
@@ -32,12 +38,13 @@ from agenthub.core.security import TokenError, decode_access_token, looks_like_j
 from agenthub.db.engine import Database
 from agenthub.sessions import messages
 from agenthub.sessions.models import ChatSession
-from agenthub.sessions.schemas import MessageOut, SessionDetail, SessionOut
+from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
 
 _PATH = re.compile(r"/v1/sessions/([^/]{1,64})(/messages)?")
 _COUNT = re.compile(r"0|[1-9][0-9]{0,2}")
 MAX_EMBEDDED = 200
 
+Claims = dict[str, Any]
 Query = dict[str, str]
 Read = Callable[[AsyncSession, ChatSession, Query], Awaitable[bytes | None]]
 
@@ -53,64 +60,152 @@ SESSION = Template("/v1/sessions/{session_id}")
 MESSAGES = Template("/v1/sessions/{session_id}/messages")
 
 
-class HotSessionReads:
-    """Pure-ASGI middleware answering the plain case of the two reads (see the module)."""
+class HotSessionRoutes:
+    """Pure-ASGI middleware answering the plain case of the three requests (see the module)."""
 
-    def __init__(self, app: ASGIApp, *, database: Database, secret: str) -> None:
+    def __init__(self, app: ASGIApp, *, database: Database, settings: Settings) -> None:
         self.app = app
         self.database = database
-        self.secret = secret
+        self.secret = settings.signing_key
+        self.session_limit = settings.max_sessions_per_agent_type
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            match = _PATH.fullmatch(scope["path"])
-            if match is not None and await self._answered(scope, receive, send, match):
-                return
+        match = _PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
+        claims = _access_claims(scope, self.secret) if match is not None else None
+        if match is not None and claims is not None and is_valid(match.group(1), "ses"):
+            session_id, is_page = match.group(1), match.group(2) is not None
+            if scope["method"] == "GET":
+                if await self._read(scope, receive, send, claims, session_id, is_page):
+                    return
+            elif scope["method"] == "POST" and is_page:
+                left = await self._append(scope, receive, send, claims, session_id)
+                if left is None:
+                    return
+                receive = left
         await self.app(scope, receive, send)
 
-    async def _answered(
-        self, scope: Scope, receive: Receive, send: Send, match: re.Match[str]
+    async def _read(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        claims: Claims,
+        session_id: str,
+        is_page: bool,
     ) -> bool:
-        """Answer the request if it is the plain case; False to leave it to the route."""
-        claims = _access_claims(scope, self.secret)
+        """Answer the read if it is the plain case; False to leave it to the route."""
         query = _query(scope)
-        if claims is None or query is None:
-            return False
-        session_id, is_page = match.group(1), match.group(2) is not None
-        if not is_valid(session_id, "ses"):  # `/v1/sessions/stats`, or nobody's session
+        if query is None:
             return False
         read, route = (_page, MESSAGES) if is_page else (_detail, SESSION)
         try:
             async with self.database.transaction() as db:
-                credential = await for_access_token(db, claims)
-                if credential is None:
-                    return False
-                scope.setdefault("state", {})["user_id"] = credential.user.id
-                await consume_user_limit(scope, credential.user.id)
-                user_id = credential.user.id
-                chat = await get_owned(db, ChatSession, session_id, user_id, what="Session")
-                body = await read(db, chat, query)
+                chat = await _owned_chat(db, scope, claims, session_id)
+                body = None if chat is None else await read(db, chat, query)
         except AgentHubError as exc:
-            scope["route"] = route
-            await render_error(exc, scope["path"])(scope, receive, send)
+            await _refuse(scope, receive, send, route, exc)
             return True
         except Exception:  # the route runs the read again and reports what failed
             return False
         if body is None:
             return False
-        scope["route"] = route
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _answer(scope, send, route, 200, body)
         return True
+
+    async def _append(
+        self, scope: Scope, receive: Receive, send: Send, claims: Claims, session_id: str
+    ) -> Receive | None:
+        """Append the plain case's message (None: answered); otherwise the `receive` that
+        gives the route the whole body again.
+
+        Nothing falls back to the route once the transaction began: a failure there is
+        answered as the route's would be (the error handlers' own rendering), never run twice.
+        """
+        if (
+            scope["query_string"]
+            or header(scope, b"content-type") != "application/json"
+            or header(scope, b"idempotency-key") is not None
+        ):
+            return receive
+        received = [await receive()]
+        while received[-1]["type"] == "http.request" and received[-1].get("more_body", False):
+            received.append(await receive())
+        again = Replay(received, receive)
+        body = b"".join(m.get("body", b"") for m in received if m["type"] == "http.request")
+        try:
+            new = MessageCreate.model_validate_json(body)
+        except ValidationError:
+            return again
+        if new.respond:  # the reply's job is the route's
+            return again
+        try:
+            async with self.database.transaction() as db:
+                chat = await _owned_chat(db, scope, claims, session_id)
+                if chat is None:
+                    return again
+                message = await messages.append_message(
+                    db,
+                    chat,
+                    role=new.role,
+                    content=new.content,
+                    limit=self.session_limit,
+                    metadata=new.metadata,
+                    prompt_tokens=new.prompt_tokens,
+                    completion_tokens=new.completion_tokens,
+                )
+                created = MessageOut.model_validate(message).model_dump_json().encode()
+        except AgentHubError as exc:
+            await _refuse(scope, receive, send, MESSAGES, exc)
+            return None
+        except Exception as exc:
+            await _unexpected(scope, receive, send, MESSAGES, exc)
+            return None
+        await _answer(scope, send, MESSAGES, 201, created)
+        return None
+
+
+async def _owned_chat(
+    db: AsyncSession, scope: Scope, claims: Claims, session_id: str
+) -> ChatSession | None:
+    """The caller's session, after the checks the routes' dependencies make: the token's
+    login still active (None when it is not: the route answers that), the user's rate limit
+    counted (429), the session theirs (404)."""
+    credential = await for_access_token(db, claims)
+    if credential is None:
+        return None
+    user_id = credential.user.id
+    scope.setdefault("state", {})["user_id"] = user_id
+    await consume_user_limit(scope, user_id)
+    return await get_owned(db, ChatSession, session_id, user_id, what="Session")
+
+
+async def _answer(scope: Scope, send: Send, route: Template, status: int, body: bytes) -> None:
+    scope["route"] = route
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"application/json"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, route: Template, exc: AgentHubError
+) -> None:
+    scope["route"] = route
+    await render_error(exc, scope["path"])(scope, receive, send)
+
+
+async def _unexpected(
+    scope: Scope, receive: Receive, send: Send, route: Template, exc: Exception
+) -> None:
+    scope["route"] = route
+    await render_unexpected(exc)(scope, receive, send)
 
 
 async def _detail(db: AsyncSession, chat: ChatSession, query: Query) -> bytes | None:
@@ -144,7 +239,7 @@ async def _page(db: AsyncSession, chat: ChatSession, query: Query) -> bytes | No
     return page.model_dump_json().encode()
 
 
-def _access_claims(scope: Scope, secret: str) -> dict[str, object] | None:
+def _access_claims(scope: Scope, secret: str) -> Claims | None:
     """The claims of the request's Bearer access token, if it has a valid one."""
     authorization = [v for k, v in scope["headers"] if k == b"authorization"]
     if len(authorization) != 1:
