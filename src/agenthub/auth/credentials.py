@@ -30,28 +30,34 @@ class Credential:
     expires_at: datetime | None = None
 
 
+ACTIVE_LOGIN = (
+    User.id == bindparam("user_id"),
+    User.deleted_at.is_(None),
+    Login.id == bindparam("login_id"),
+    Login.user_id == User.id,
+    Login.revoked_at.is_(None),
+)
+"""Where an access token counts: its login not revoked, its user not deleted. Bind `user_id`
+and `login_id` with `login_params`; a statement may select more beside (one query for the
+check and the request's own row)."""
+
 # Built once: every authenticated request runs it, and building a statement costs more
 # than running it (SQLAlchemy also keys its compiled-statement cache on the built object).
-_ACTIVE_LOGIN_USER = (
-    select(User)
-    .join(Login, Login.user_id == User.id)
-    .where(
-        User.id == bindparam("user_id"),
-        User.deleted_at.is_(None),
-        Login.id == bindparam("login_id"),
-        Login.revoked_at.is_(None),
-    )
-)
+_ACTIVE_LOGIN_USER = select(User).where(*ACTIVE_LOGIN)
+
+
+def login_params(claims: dict[str, Any]) -> dict[str, str]:
+    """The binds of `ACTIVE_LOGIN` for a decoded access token."""
+    return {"user_id": claims["sub"], "login_id": claims["sid"]}
 
 
 async def for_access_token(db: AsyncSession, claims: dict[str, Any]) -> Credential | None:
     """The active user of a decoded access token whose login is still active."""
-    login_id: str = claims["sid"]
-    user = await db.scalar(_ACTIVE_LOGIN_USER, {"user_id": claims["sub"], "login_id": login_id})
+    user = await db.scalar(_ACTIVE_LOGIN_USER, login_params(claims))
     if user is None:
         return None
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)
-    return Credential(user, login_id=login_id, expires_at=expires_at)
+    return Credential(user, login_id=claims["sid"], expires_at=expires_at)
 
 
 async def for_api_key(db: AsyncSession, key: str) -> Credential | None:

@@ -23,15 +23,16 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agenthub.auth.credentials import for_access_token
+from agenthub.auth.credentials import ACTIVE_LOGIN, login_params
+from agenthub.auth.models import User
 from agenthub.config import Settings
 from agenthub.core.errors import AgentHubError, render_error, render_unexpected
 from agenthub.core.ids import is_valid
 from agenthub.core.middleware import Replay, header
-from agenthub.core.ownership import get_owned
 from agenthub.core.pagination import MAX_LIMIT, Page, PageParams
 from agenthub.core.ratelimit import consume_user_limit
 from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt
@@ -58,6 +59,10 @@ class Template:
 
 SESSION = Template("/v1/sessions/{session_id}")
 MESSAGES = Template("/v1/sessions/{session_id}/messages")
+
+_OWNED_BY_ACTIVE_LOGIN = select(ChatSession).where(
+    ChatSession.id == bindparam("id"), ChatSession.user_id == User.id, *ACTIVE_LOGIN
+)
 
 
 class HotSessionRoutes:
@@ -167,16 +172,15 @@ class HotSessionRoutes:
 async def _owned_chat(
     db: AsyncSession, scope: Scope, claims: Claims, session_id: str
 ) -> ChatSession | None:
-    """The caller's session, after the checks the routes' dependencies make: the token's
-    login still active (None when it is not: the route answers that), the user's rate limit
-    counted (429), the session theirs (404)."""
-    credential = await for_access_token(db, claims)
-    if credential is None:
+    """The caller's session, read with the login check every request makes (one statement);
+    then the user's rate limit is counted (429). None when the login has ended or the
+    session is not theirs: the route tells which (401 or 404)."""
+    chat = await db.scalar(_OWNED_BY_ACTIVE_LOGIN, {"id": session_id, **login_params(claims)})
+    if chat is None:
         return None
-    user_id = credential.user.id
-    scope.setdefault("state", {})["user_id"] = user_id
-    await consume_user_limit(scope, user_id)
-    return await get_owned(db, ChatSession, session_id, user_id, what="Session")
+    scope.setdefault("state", {})["user_id"] = chat.user_id
+    await consume_user_limit(scope, chat.user_id)
+    return chat
 
 
 async def _answer(scope: Scope, send: Send, route: Template, status: int, body: bytes) -> None:
