@@ -8,11 +8,12 @@ no count is lost, and the insert and the counters commit or roll back together.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import Table, case, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agenthub.core.cache import touch
 from agenthub.core.errors import NotFound
 from agenthub.core.events import emit
 from agenthub.core.ids import new_id
@@ -56,8 +57,10 @@ async def append_message(
         completion_tokens=completion_tokens,
         created_at=now,
     )
-    db.add(message)
-    await db.flush()
+    # Inserted as a row, not through the unit of work (a third of an append's time); the
+    # object stays outside the session: nothing changes it after the insert.
+    await db.execute(_INSERT_MESSAGE, _row(message))
+    touch(db, chat.user_id)  # the owner's cached stats are stale
     at = literal(now, ChatSession.last_activity_at.type)
     counters = (
         update(ChatSession)
@@ -82,6 +85,15 @@ async def append_message(
     emit(db, f"session:{chat.id}", "message.created", _event(message))
     announce(db, chat)
     return message
+
+
+_INSERT_MESSAGE = insert(cast(Table, Message.__table__))
+_COLUMN_NAMES = {a.key: a.columns[0].name for a in Message.__mapper__.column_attrs}
+
+
+def _row(message: Message) -> dict[str, Any]:
+    """The message's values by column name (`meta` is stored as `metadata`)."""
+    return {name: getattr(message, key) for key, name in _COLUMN_NAMES.items()}
 
 
 def _event(message: Message) -> dict[str, Any]:
