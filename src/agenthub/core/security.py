@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import argon2
@@ -150,7 +151,17 @@ def encode_access_token(
 
 def decode_access_token(secret: str, token: str) -> dict[str, Any]:
     """The claims of a valid access token; raises TokenError otherwise (`alg: none` included,
-    and a token without its login id)."""
+    and a token without its login id). A token verified before is not verified again: only
+    its expiry is checked (the signature and the other claims cannot have changed)."""
+    claims = _verified(secret, token)
+    if claims["exp"] <= time.time():  # as PyJWT compares, without leeway
+        raise TokenError("Signature has expired")
+    return dict(claims)
+
+
+@lru_cache(maxsize=4096)
+def _verified(secret: str, token: str) -> dict[str, Any]:
+    """The verified claims of an access token (a refused token raises and is not kept)."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
