@@ -49,18 +49,26 @@ MESSAGE = "How do I keep a chat backend fast under load?"
 DRAIN_S = 30.0  # the least time left to answer the requests still queued after the last one
 LOGIN_TIMEOUT_S = 120.0
 READ_LIMIT = 1 << 20
+IDLE_REOPEN_S = 4.0
+"""uvicorn closes a keep-alive connection idle for 5 s (its default): one idle nearly that long
+is reopened rather than raced against that close (an open-loop user can wait that long)."""
 
 
 class HttpConnection:
-    """One HTTP/1.1 keep-alive connection, reopened after an error or `Connection: close`."""
+    """One HTTP/1.1 keep-alive connection, reopened after an error, `Connection: close` or
+    `IDLE_REOPEN_S` without a request."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.used_at = 0.0
 
     async def open(self) -> None:
+        if self.streams is not None and time.monotonic() - self.used_at > IDLE_REOPEN_S:
+            self.close()
         if self.streams is None:
             self.streams = await asyncio.open_connection(self.host, self.port, limit=READ_LIMIT)
+        self.used_at = time.monotonic()
 
     async def send(self, request: bytes) -> tuple[int, bytes]:
         """The status and the lower-cased head of the answer (its body is read and dropped);
@@ -74,6 +82,7 @@ class HttpConnection:
             status = int(head[9:12])
             start = head.index(b"\r\ncontent-length:") + 17
             await reader.readexactly(int(head[start : head.index(b"\r\n", start)]))
+            self.used_at = time.monotonic()
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             self.close()
             return 0, b""
