@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, case, insert, literal, select, update
+from sqlalchemy import Table, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from agenthub.core.cache import touch
 from agenthub.core.errors import NotFound
@@ -61,25 +62,19 @@ async def append_message(
     # object stays outside the session: nothing changes it after the insert.
     await db.execute(_INSERT_MESSAGE, _row(message))
     touch(db, chat.user_id)  # the owner's cached stats are stale
-    at = literal(now, ChatSession.last_activity_at.type)
-    counters = (
-        update(ChatSession)
-        .where(ChatSession.id == chat.id)
-        .values(
-            message_count=ChatSession.message_count + 1,
-            prompt_tokens=ChatSession.prompt_tokens + prompt_tokens,
-            completion_tokens=ChatSession.completion_tokens + completion_tokens,
-            # Never backwards, whatever order concurrent appends commit in.
-            last_activity_at=case(
-                (ChatSession.last_activity_at > at, ChatSession.last_activity_at), else_=at
-            ),
-            archived_at=None,
-            updated_at=now,
-        )
-        .returning(ChatSession)
-        .execution_options(synchronize_session=False)
+    counters = await db.execute(
+        _COUNT_MESSAGE,
+        {
+            "session_id": chat.id,
+            "added_prompt": prompt_tokens,
+            "added_completion": completion_tokens,
+            "now": now,
+        },
     )
-    await db.execute(counters, execution_options={"populate_existing": True})
+    # The session's new state, given to the loaded object as its committed state (as a
+    # refresh would): nothing is left for the unit of work to write.
+    for key, value in counters.one()._mapping.items():
+        set_committed_value(chat, _SESSION_ATTRIBUTES[key], value)
     if reactivating:
         await enforce_limit(db, chat, limit, now)
     emit(db, f"session:{chat.id}", "message.created", _event(message))
@@ -88,6 +83,26 @@ async def append_message(
 
 
 _INSERT_MESSAGE = insert(cast(Table, Message.__table__))
+_SESSIONS = cast(Table, ChatSession.__table__)
+_NOW = bindparam("now", type_=ChatSession.last_activity_at.type)
+_COUNT_MESSAGE = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("session_id"))
+    .values(
+        message_count=_SESSIONS.c.message_count + 1,
+        prompt_tokens=_SESSIONS.c.prompt_tokens + bindparam("added_prompt"),
+        completion_tokens=_SESSIONS.c.completion_tokens + bindparam("added_completion"),
+        # Never backwards, whatever order concurrent appends commit in.
+        last_activity_at=case(
+            (_SESSIONS.c.last_activity_at > _NOW, _SESSIONS.c.last_activity_at), else_=_NOW
+        ),
+        archived_at=None,
+        updated_at=_NOW,
+    )
+    .returning(*_SESSIONS.c)
+)
+"""One more message in the session: its counters, activity and status in one statement."""
+_SESSION_ATTRIBUTES = {a.columns[0].name: a.key for a in ChatSession.__mapper__.column_attrs}
 _COLUMN_NAMES = {a.key: a.columns[0].name for a in Message.__mapper__.column_attrs}
 
 
