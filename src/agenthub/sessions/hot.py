@@ -19,11 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,12 +33,12 @@ from agenthub.config import Settings
 from agenthub.core.errors import AgentHubError, render_error, render_unexpected
 from agenthub.core.ids import is_valid
 from agenthub.core.middleware import Replay, header
-from agenthub.core.pagination import MAX_LIMIT, Page, PageParams
+from agenthub.core.pagination import MAX_LIMIT, Page
 from agenthub.core.ratelimit import consume_user_limit
 from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt
 from agenthub.db.engine import Database
 from agenthub.sessions import messages
-from agenthub.sessions.models import ChatSession
+from agenthub.sessions.models import ChatSession, Message
 from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
 
 _PATH = re.compile(r"/v1/sessions/([^/]{1,64})(/messages)?")
@@ -59,6 +59,17 @@ class Template:
 
 SESSION = Template("/v1/sessions/{session_id}")
 MESSAGES = Template("/v1/sessions/{session_id}/messages")
+
+_MESSAGES = cast(Table, Message.__table__)
+_LATEST = {
+    order: select(_MESSAGES)
+    .where(_MESSAGES.c.session_id == bindparam("session_id"))
+    .order_by(_MESSAGES.c.id.asc() if order == "asc" else _MESSAGES.c.id.desc())
+    .limit(bindparam("limit"))
+    for order in ("asc", "desc")
+}
+"""The first page of a session's messages as rows (the list route's keyset page without a
+cursor, by id, one more than the page to tell `has_more`), not ORM objects."""
 
 _OWNED_BY_ACTIVE_LOGIN = select(ChatSession).where(
     ChatSession.id == bindparam("id"), ChatSession.user_id == User.id, *ACTIVE_LOGIN
@@ -235,10 +246,11 @@ async def _page(db: AsyncSession, chat: ChatSession, query: Query) -> bytes | No
     order = query.get("order", "asc")
     if not limit or order not in ("asc", "desc"):
         return None
-    params = PageParams(limit=limit, after=None, before=None, order=order)  # type: ignore[arg-type]
-    rows, has_more, cursor = await messages.list_messages(db, chat, params)
+    rows = (await db.execute(_LATEST[order], {"session_id": chat.id, "limit": limit + 1})).all()
     page = Page[MessageOut](
-        data=[MessageOut.model_validate(r) for r in rows], has_more=has_more, next_cursor=cursor
+        data=[MessageOut.model_validate(dict(row._mapping)) for row in rows[:limit]],
+        has_more=len(rows) > limit,
+        next_cursor=rows[limit - 1].id if len(rows) > limit else None,
     )
     return page.model_dump_json().encode()
 
