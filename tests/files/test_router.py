@@ -509,8 +509,12 @@ async def test_large_upload_streams_in_bounded_memory(
 
     for _ in range(count):
         digest.update(chunk)
+    # The same request on a small file first: what its first run costs once (statements
+    # compiled and prepared, the idempotency record's path) is not the upload's.
     warm_up = raw_form([("files", "small.txt", b"warm up\n")])
-    assert (await post_raw(client, account, warm_up)).status_code == 201
+    for _ in range(2):  # the second is a replay
+        answer = await post_raw(client, account, warm_up, {"Idempotency-Key": "warm-up"})
+        assert answer.status_code == 201, answer.text
 
     async def peak_of_upload() -> tuple[httpx.Response, int]:
         """The response of the upload with an Idempotency-Key, and the peak of Python
