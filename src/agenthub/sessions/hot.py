@@ -17,7 +17,6 @@ change nothing, so the route may run them again), never one of an append.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -47,7 +46,6 @@ MAX_EMBEDDED = 200
 
 Claims = dict[str, Any]
 Query = dict[str, str]
-Read = Callable[[AsyncSession, ChatSession, Query], Awaitable[bytes | None]]
 
 
 @dataclass(frozen=True)
