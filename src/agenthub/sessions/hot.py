@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.auth.credentials import ACTIVE_LOGIN, login_params
@@ -117,7 +118,7 @@ class HotSessionRoutes:
                 chat = await _owned_chat(db, scope, claims, session_id)
                 body = None if chat is None else await read(db, chat, query)
         except AgentHubError as exc:
-            await _refuse(scope, receive, send, route, exc)
+            await _render(scope, receive, send, route, render_error(exc, scope["path"]))
             return True
         except Exception:  # the route runs the read again and reports what failed
             return False
@@ -157,22 +158,13 @@ class HotSessionRoutes:
                 chat = await _owned_chat(db, scope, claims, session_id)
                 if chat is None:
                     return again
-                message = await messages.append_message(
-                    db,
-                    chat,
-                    role=new.role,
-                    content=new.content,
-                    limit=self.session_limit,
-                    metadata=new.metadata,
-                    prompt_tokens=new.prompt_tokens,
-                    completion_tokens=new.completion_tokens,
-                )
+                message = await messages.append_new(db, chat, new, self.session_limit)
                 created = MessageOut.model_validate(message).model_dump_json().encode()
         except AgentHubError as exc:
-            await _refuse(scope, receive, send, MESSAGES, exc)
+            await _render(scope, receive, send, MESSAGES, render_error(exc, scope["path"]))
             return None
         except Exception as exc:
-            await _unexpected(scope, receive, send, MESSAGES, exc)
+            await _render(scope, receive, send, MESSAGES, render_unexpected(exc))
             return None
         await _answer(scope, send, MESSAGES, 201, created)
         return None
@@ -207,18 +199,12 @@ async def _answer(scope: Scope, send: Send, route: Template, status: int, body: 
     await send({"type": "http.response.body", "body": body})
 
 
-async def _refuse(
-    scope: Scope, receive: Receive, send: Send, route: Template, exc: AgentHubError
+async def _render(
+    scope: Scope, receive: Receive, send: Send, route: Template, response: Response
 ) -> None:
+    """An error's problem response, labelled with the route it answers for."""
     scope["route"] = route
-    await render_error(exc, scope["path"])(scope, receive, send)
-
-
-async def _unexpected(
-    scope: Scope, receive: Receive, send: Send, route: Template, exc: Exception
-) -> None:
-    scope["route"] = route
-    await render_unexpected(exc)(scope, receive, send)
+    await response(scope, receive, send)
 
 
 async def _detail(db: AsyncSession, chat: ChatSession, query: Query) -> bytes | None:

@@ -21,7 +21,7 @@ from agenthub.core.ids import new_id
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
 from agenthub.sessions.models import ChatSession, Message
-from agenthub.sessions.schemas import MessageOut
+from agenthub.sessions.schemas import MessageCreate, MessageOut
 from agenthub.sessions.service import announce, enforce_limit, ensure_writable, lock_owner
 
 
@@ -80,6 +80,22 @@ async def append_message(
     emit(db, f"session:{chat.id}", "message.created", _event(message))
     announce(db, chat)
     return message
+
+
+async def append_new(
+    db: AsyncSession, chat: ChatSession, new: MessageCreate, limit: int
+) -> Message:
+    """`append_message` of a client's message as `POST .../messages` takes it."""
+    return await append_message(
+        db,
+        chat,
+        role=new.role,
+        content=new.content,
+        limit=limit,
+        metadata=new.metadata,
+        prompt_tokens=new.prompt_tokens,
+        completion_tokens=new.completion_tokens,
+    )
 
 
 _INSERT_MESSAGE = insert(cast(Table, Message.__table__))

@@ -50,16 +50,7 @@ async def create_message(
     """
 
     async def create() -> MessageOut | MessageWithJob:
-        message = await messages.append_message(
-            db,
-            chat,
-            role=body.role,
-            content=body.content,
-            limit=limit,
-            metadata=body.metadata,
-            prompt_tokens=body.prompt_tokens,
-            completion_tokens=body.completion_tokens,
-        )
+        message = await messages.append_new(db, chat, body, limit)
         out = MessageOut.model_validate(message)
         if not body.respond:
             return out
