@@ -1,4 +1,5 @@
-"""Moving-window rate limits (the `limits` library) in memory or Redis, with 429 problems.
+"""Moving-window rate limits in memory (`core.window`) or Redis (the `limits` library), with
+429 problems.
 
 With Redis the counters are shared by every node (keys under `<redis_prefix>:ratelimit:`). A
 Redis that fails (refused, timed out) never fails nor holds up a request: the limiter counts in
@@ -18,17 +19,19 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import structlog
 from fastapi import APIRouter
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.util import WindowStats
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.core.errors import RateLimited, problem_response
+from agenthub.core.window import MemoryWindows
 from agenthub.monitoring.metrics import RATE_LIMITED
 
 if TYPE_CHECKING:
@@ -52,6 +55,14 @@ RATE_LIMIT_HEADERS = (
 
 Backend = Literal["memory", "redis"]
 T = TypeVar("T")
+
+
+class Windows(Protocol):
+    """Moving windows of hits per key: in memory, or `limits`' strategy over Redis."""
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool: ...
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats: ...
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ class RateLimiter:
         retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self.retry_seconds = retry_seconds
-        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._memory = MemoryWindows()
         self._pool: BlockingConnectionPool | None = None
         self._redis_storage: RedisStorage | None = None
         self._redis: MovingWindowRateLimiter | None = None
@@ -153,7 +164,7 @@ class RateLimiter:
         if self._pool is not None:
             await self._pool.aclose()
 
-    async def _run(self, operation: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+    async def _run(self, operation: Callable[[Windows], Awaitable[T]]) -> T:
         if self._redis is not None and self._error is None:
             try:
                 return await operation(self._redis)
@@ -197,7 +208,7 @@ class RateLimiter:
     async def _quota(self, limit: str, keys: tuple[str, ...], *, record: bool) -> Quota:
         item = self._item(limit)
 
-        async def read(strategy: MovingWindowRateLimiter) -> tuple[bool, float, int]:
+        async def read(strategy: Windows) -> tuple[bool, float, int]:
             counted = await strategy.hit(item, *keys) if record else True
             stats = await strategy.get_window_stats(item, *keys)
             allowed = counted if record else stats.remaining > 0
