@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +256,14 @@ def test_a_connection_the_pool_discarded_is_503() -> None:
     response = render_unexpected(stuck)
     assert response.status_code == 503
     assert json.loads(bytes(response.body))["type"].endswith("/database-unavailable")
+
+
+def test_a_locked_sqlite_file_from_the_driver_is_503() -> None:
+    """sqlite3's own error, as a `db.unit` (no SQLAlchemy around the driver) raises it when
+    another process kept the write lock past the busy timeout."""
+    response = render_unexpected(sqlite3.OperationalError("database is locked"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
 
 
 async def test_database_down_fails_readiness_but_not_liveness(

@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from agenthub.db.base import utcnow
 from agenthub.sessions.hot import HotSessionRoutes
 from conftest import AccountFactory, asgi_client, custom_app
 from session_support import expect, new_session, post_message
-from support import Account, assert_problem, record_events, register
+from support import Account, assert_problem, record_events, register, seed_session
 
 ROUTED = 299  # what the stand-in router answers
 
@@ -175,6 +176,8 @@ async def test_any_other_append_reaches_the_route_with_its_whole_body(
     app: FastAPI, client: httpx.AsyncClient, account: Account
 ) -> None:
     chat = await new_session(client, account)
+    archived = await seed_session(app, account.id, archived_at=utcnow())
+    deleted = await seed_session(app, account.id, deleted_at=utcnow())
     by_key = await api_key(client, account)
     path = f"/v1/sessions/{chat['id']}/messages"
     plain = b'{"role": "user", "content": "hello"}'
@@ -191,6 +194,8 @@ async def test_any_other_append_reaches_the_route_with_its_whole_body(
         (path, by_key | json_type, plain),
         (path, {**bearer, "Authorization": "Bearer not.a.token"}, plain),
         (f"/v1/sessions/{chat['id']}", bearer, plain),  # another route
+        (f"/v1/sessions/{archived}/messages", bearer, plain),  # reactivates it
+        (f"/v1/sessions/{deleted}/messages", bearer, plain),  # refused
     ]
     router = Router()
     async with hot_client(app, router) as hot:

@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from agenthub.config import Settings
+from agenthub.core.events import Recorder
 
 log = structlog.get_logger("agenthub.cache")
 
@@ -69,7 +70,7 @@ _TOUCHED = "agenthub.cache.touched"
 # -- which users a unit of work wrote for --------------------------------------------------
 
 
-def touch(db: AsyncSession, *user_ids: str | None) -> None:
+def touch(db: Recorder, *user_ids: str | None) -> None:
     """Record that this unit of work changed these users' data (bulk statements call it; ORM
     rows are recorded by themselves)."""
     db.info.setdefault(_TOUCHED, set()).update(u for u in user_ids if u)
@@ -80,7 +81,7 @@ def touch_everyone(db: AsyncSession) -> None:
     touch(db, EVERYONE)
 
 
-def take_touched(db: AsyncSession) -> set[str]:
+def take_touched(db: Recorder) -> set[str]:
     touched: set[str] = db.info.pop(_TOUCHED, set())
     return touched
 

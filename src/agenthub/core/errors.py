@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
@@ -228,7 +229,13 @@ def _is_connection_error(exc: BaseException) -> bool:
         return True
     for seen in _chain(exc):
         if isinstance(
-            seen, OperationalError | InterfaceError | ConnectionError | TimeoutError | PoolTimeout
+            seen,
+            OperationalError
+            | InterfaceError
+            | ConnectionError
+            | TimeoutError
+            | PoolTimeout
+            | sqlite3.OperationalError,  # locked or unreadable, from a `db.unit`
         ):
             return True
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:

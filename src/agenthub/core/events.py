@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,12 +38,20 @@ class DomainEvent:
 Publisher = Callable[[list[DomainEvent]], None]
 
 
-def emit(db: AsyncSession, channel: str, event: str, data: dict[str, Any]) -> None:
+class Recorder(Protocol):
+    """A unit of work that records what to do after its commit: an ORM session, or a
+    `db.unit.Unit`."""
+
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+
+def emit(db: Recorder, channel: str, event: str, data: dict[str, Any]) -> None:
     """Record an event to publish on `channel` after this unit of work commits."""
     db.info.setdefault(_PENDING, []).append(DomainEvent(channel, event, data))
 
 
-def take_pending(db: AsyncSession) -> list[DomainEvent]:
+def take_pending(db: Recorder) -> list[DomainEvent]:
     pending: list[DomainEvent] = db.info.pop(_PENDING, [])
     return pending
 

@@ -21,13 +21,15 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from agenthub.config import Settings
 from agenthub.core.cache import take_touched
 from agenthub.core.errors import AgentHubError
-from agenthub.core.events import Publisher, log_publisher, take_pending
+from agenthub.core.events import Publisher, Recorder, log_publisher, take_pending
 from agenthub.core.text import surrogate_in, valid_text
 from agenthub.db import sqlite
+from agenthub.db.unit import Statements, Unit
 
 log = structlog.get_logger("agenthub.db")
 
@@ -109,6 +111,7 @@ class Database:
         self.publisher: Publisher = log_publisher
         self.invalidate: Invalidator = _no_cache
         self._units: set[asyncio.Task[Any]] = set()
+        self._statements = Statements(self.engine.dialect)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -131,10 +134,39 @@ class Database:
 
     async def _commit(self, session: AsyncSession) -> None:
         await session.commit()
-        if owners := take_touched(session):
+        await self._committed(session)
+
+    async def _committed(self, unit: Recorder) -> None:
+        """After a commit: the cached reads of the users it wrote for are invalidated, then
+        its events are published."""
+        if owners := take_touched(unit):
             await self.invalidate(owners)
-        if events := take_pending(session):
+        if events := take_pending(unit):
             self.publisher(events)
+
+    @asynccontextmanager
+    async def unit(self, *, writes: bool = True) -> AsyncIterator[Unit]:
+        """One unit of work on a pooled driver connection (`db.unit`): committed when the
+        block ends, then handed to the cache and the publisher as `transaction` does; rolled
+        back on any error (none keeps its writes). A unit that only reads (`writes=False`)
+        runs each statement on its own, without a transaction to begin and end."""
+        pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
+        driver: Any = pooled.driver_connection
+        unit = Unit(driver, self._statements)
+        transaction = driver.transaction() if unit.postgres and writes else None
+        try:
+            if transaction is not None:
+                await transaction.start()
+            yield unit
+            if transaction is not None:
+                await transaction.commit()
+            elif not unit.postgres:
+                await driver.commit()
+        except BaseException:
+            await _roll_back(pooled, None if unit.postgres else driver, transaction)
+            raise
+        await greenlet_spawn(pooled.close)
+        await self._committed(unit)
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """`work(db)` in one unit of work that completes even when the calling task is
@@ -170,6 +202,20 @@ class Database:
     async def dispose(self) -> None:
         await self.settle()
         await self.engine.dispose()
+
+
+async def _roll_back(pooled: Any, sqlite_driver: Any, transaction: Any) -> None:
+    """Undo a failed unit (its PostgreSQL transaction, or the SQLite connection's own) and
+    give its connection back; one that cannot even roll back is discarded."""
+    try:
+        if transaction is not None:
+            await transaction.rollback()
+        elif sqlite_driver is not None:
+            await sqlite_driver.rollback()
+    except BaseException:
+        await greenlet_spawn(pooled.invalidate)
+        raise
+    await greenlet_spawn(pooled.close)
 
 
 async def _no_cache(_: set[str]) -> None:

@@ -6,12 +6,14 @@ FastAPI's routing, dependency solving and response validation cost more than the
 themselves (bench/README.md, hot path). `HotSessionRoutes` answers the plain case in front of
 the router: a Bearer access token whose login is active; for the reads no query parameters
 but the ones named below with plain values, for the append a JSON body the route's model
-accepts, without `respond` and without an `Idempotency-Key`. It runs the same checks and
-service functions as the routes (the login check, the user's rate limit, ownership) and the
-same models, in one unit of work, so the answer is the one the route would give. Anything
-else (an API key, a cookie, a cursor, a value FastAPI would refuse, a bad token) goes on to
-the route, which answers it as documented; so does an unexpected failure of a read (reads
-change nothing, so the route may run them again), never one of an append.
+accepts, without `respond` and without an `Idempotency-Key`, to a session that is neither
+archived nor deleted. It runs the same checks as the routes (the login check, the user's
+rate limit, ownership), the same statements and models, and the same events, in one unit of
+work on the driver's connection (`db.unit`: no ORM), so the answer is the one the route
+would give. Anything else (an API key, a cookie, a cursor, a value FastAPI would refuse, a
+bad token) goes on to the route, which answers it as documented; so does an unexpected
+failure of a read (reads change nothing, so the route may run them again), never one of an
+append.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -37,6 +38,7 @@ from agenthub.core.pagination import MAX_LIMIT, Page
 from agenthub.core.ratelimit import consume_user_limit
 from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt
 from agenthub.db.engine import Database
+from agenthub.db.unit import Row, Unit
 from agenthub.sessions import messages
 from agenthub.sessions.models import ChatSession, Message
 from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
@@ -60,6 +62,7 @@ SESSION = Template("/v1/sessions/{session_id}")
 MESSAGES = Template("/v1/sessions/{session_id}/messages")
 
 _MESSAGES = cast(Table, Message.__table__)
+_SESSIONS = cast(Table, ChatSession.__table__)
 _LATEST = {
     order: select(_MESSAGES)
     .where(_MESSAGES.c.session_id == bindparam("session_id"))
@@ -67,11 +70,11 @@ _LATEST = {
     .limit(bindparam("limit"))
     for order in ("asc", "desc")
 }
-"""The first page of a session's messages as rows (the list route's keyset page without a
-cursor, by id, one more than the page to tell `has_more`), not ORM objects."""
+"""The first page of a session's messages (the list route's keyset page without a cursor,
+by id, one more than the page to tell `has_more`); `desc`: its last messages."""
 
-_OWNED_BY_ACTIVE_LOGIN = select(ChatSession).where(
-    ChatSession.id == bindparam("id"), ChatSession.user_id == User.id, *ACTIVE_LOGIN
+_OWNED_BY_ACTIVE_LOGIN = select(_SESSIONS).where(
+    _SESSIONS.c.id == bindparam("id"), _SESSIONS.c.user_id == User.id, *ACTIVE_LOGIN
 )
 
 
@@ -114,9 +117,9 @@ class HotSessionRoutes:
             return False
         read, route = (_page, MESSAGES) if is_page else (_detail, SESSION)
         try:
-            async with self.database.transaction() as db:
-                chat = await _owned_chat(db, scope, claims, session_id)
-                body = None if chat is None else await read(db, chat, query)
+            async with self.database.unit(writes=False) as unit:
+                chat = await _owned_chat(unit, scope, claims, session_id)
+                body = None if chat is None else await read(unit, chat, query)
         except AgentHubError as exc:
             await _render(scope, receive, send, route, render_error(exc, scope["path"]))
             return True
@@ -154,11 +157,11 @@ class HotSessionRoutes:
         if new.respond:  # the reply's job is the route's
             return again
         try:
-            async with self.database.transaction() as db:
-                chat = await _owned_chat(db, scope, claims, session_id)
+            async with self.database.unit() as unit:
+                chat = await _owned_chat(unit, scope, claims, session_id, active=True)
                 if chat is None:
                     return again
-                message = await messages.append_new(db, chat, new, self.session_limit)
+                message = await messages.append_to_active(unit, chat, new)
                 created = MessageOut.model_validate(message).model_dump_json().encode()
         except AgentHubError as exc:
             await _render(scope, receive, send, MESSAGES, render_error(exc, scope["path"]))
@@ -171,16 +174,17 @@ class HotSessionRoutes:
 
 
 async def _owned_chat(
-    db: AsyncSession, scope: Scope, claims: Claims, session_id: str
-) -> ChatSession | None:
+    unit: Unit, scope: Scope, claims: Claims, session_id: str, *, active: bool = False
+) -> Row | None:
     """The caller's session, read with the login check every request makes (one statement);
     then the user's rate limit is counted (429). None when the login has ended or the
-    session is not theirs: the route tells which (401 or 404)."""
-    chat = await db.scalar(_OWNED_BY_ACTIVE_LOGIN, {"id": session_id, **login_params(claims)})
-    if chat is None:
+    session is not theirs, and with `active` when it is archived or deleted: the route
+    tells which (401, 404, or what an append to such a session does)."""
+    chat = await unit.row(_OWNED_BY_ACTIVE_LOGIN, {"id": session_id, **login_params(claims)})
+    if chat is None or (active and (chat["archived_at"] or chat["deleted_at"]) is not None):
         return None
-    scope.setdefault("state", {})["user_id"] = chat.user_id
-    await consume_user_limit(scope, chat.user_id)
+    scope.setdefault("state", {})["user_id"] = chat["user_id"]
+    await consume_user_limit(scope, chat["user_id"])
     return chat
 
 
@@ -207,22 +211,24 @@ async def _render(
     await response(scope, receive, send)
 
 
-async def _detail(db: AsyncSession, chat: ChatSession, query: Query) -> bytes | None:
+async def _detail(unit: Unit, chat: Row, query: Query) -> bytes | None:
     """`GET /v1/sessions/{id}[?messages=N]`."""
     if not set(query) <= {"messages"}:
         return None
     last = _count(query.get("messages", "0"), MAX_EMBEDDED)
     if last is None:
         return None
-    recent = await messages.last_messages(db, chat, last)
+    recent = (
+        await unit.rows(_LATEST["desc"], {"session_id": chat["id"], "limit": last}) if last else []
+    )
     detail = SessionDetail(
         **SessionOut.model_validate(chat).model_dump(),
-        messages=[MessageOut.model_validate(m) for m in recent],
+        messages=[MessageOut.model_validate(m) for m in reversed(recent)],
     )
     return detail.model_dump_json().encode()
 
 
-async def _page(db: AsyncSession, chat: ChatSession, query: Query) -> bytes | None:
+async def _page(unit: Unit, chat: Row, query: Query) -> bytes | None:
     """`GET /v1/sessions/{id}/messages[?limit=N][&order=asc|desc]`: no cursor, no filter."""
     if not set(query) <= {"limit", "order"}:
         return None
@@ -230,11 +236,11 @@ async def _page(db: AsyncSession, chat: ChatSession, query: Query) -> bytes | No
     order = query.get("order", "asc")
     if not limit or order not in ("asc", "desc"):
         return None
-    rows = (await db.execute(_LATEST[order], {"session_id": chat.id, "limit": limit + 1})).all()
+    rows = await unit.rows(_LATEST[order], {"session_id": chat["id"], "limit": limit + 1})
     page = Page[MessageOut](
-        data=[MessageOut.model_validate(dict(row._mapping)) for row in rows[:limit]],
+        data=[MessageOut.model_validate(row) for row in rows[:limit]],
         has_more=len(rows) > limit,
-        next_cursor=rows[limit - 1].id if len(rows) > limit else None,
+        next_cursor=rows[limit - 1]["id"] if len(rows) > limit else None,
     )
     return page.model_dump_json().encode()
 

@@ -8,6 +8,7 @@ no count is lost, and the insert and the counters commit or roll back together.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, insert, select, update
@@ -20,6 +21,7 @@ from agenthub.core.events import emit
 from agenthub.core.ids import new_id
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
+from agenthub.db.unit import Row, Unit
 from agenthub.sessions.models import ChatSession, Message
 from agenthub.sessions.schemas import MessageCreate, MessageOut
 from agenthub.sessions.service import announce, enforce_limit, ensure_writable, lock_owner
@@ -47,29 +49,22 @@ async def append_message(
     if reactivating:
         await lock_owner(db, chat.user_id)
     now = utcnow()
-    message = Message(
-        id=message_id or new_id("msg"),
-        user_id=chat.user_id,
-        session_id=chat.id,
+    row = _new_row(
+        chat.id,
+        chat.user_id,
+        message_id=message_id,
         role=role,
         content=content,
-        meta=metadata or {},
+        metadata=metadata,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        created_at=now,
+        now=now,
     )
-    # Inserted as a row, not through the unit of work (a third of an append's time); the
-    # object stays outside the session: nothing changes it after the insert.
-    await db.execute(_INSERT_MESSAGE, _row(message))
+    # Inserted as a row, not through the unit of work (a third of an append's time).
+    await db.execute(_INSERT_MESSAGE, row)
     touch(db, chat.user_id)  # the owner's cached stats are stale
     counters = await db.execute(
-        _COUNT_MESSAGE,
-        {
-            "session_id": chat.id,
-            "added_prompt": prompt_tokens,
-            "added_completion": completion_tokens,
-            "now": now,
-        },
+        _COUNT_MESSAGE, _counts(chat.id, prompt_tokens, completion_tokens, now)
     )
     # The session's new state, given to the loaded object as its committed state (as a
     # refresh would): nothing is left for the unit of work to write.
@@ -77,9 +72,72 @@ async def append_message(
         set_committed_value(chat, _SESSION_ATTRIBUTES[key], value)
     if reactivating:
         await enforce_limit(db, chat, limit, now)
-    emit(db, f"session:{chat.id}", "message.created", _event(message))
+    message = Message(**{_ATTRIBUTE_KEYS[name]: value for name, value in row.items()})
+    emit(db, f"session:{chat.id}", "message.created", _event(row))
     announce(db, chat)
     return message
+
+
+async def append_to_active(unit: Unit, chat: Row, new: MessageCreate) -> Row:
+    """`append_new` on a `db.unit.Unit`, for a session read as a row that is neither deleted
+    nor archived (no other session may need archiving): the same statements and events.
+    The new message's row."""
+    now = utcnow()
+    row = _new_row(
+        chat["id"],
+        chat["user_id"],
+        role=new.role,
+        content=new.content,
+        metadata=new.metadata,
+        prompt_tokens=new.prompt_tokens,
+        completion_tokens=new.completion_tokens,
+        now=now,
+    )
+    await unit.execute(_INSERT_MESSAGE, row)
+    touch(unit, chat["user_id"])
+    counts = _counts(chat["id"], new.prompt_tokens, new.completion_tokens, now)
+    updated = await unit.row(_COUNT_MESSAGE, counts)
+    if updated is None:  # gone since it was read
+        raise NotFound(f"Session {chat['id']!r} not found.")
+    emit(unit, f"session:{chat['id']}", "message.created", _event(row))
+    announce(unit, updated)
+    return row
+
+
+def _new_row(
+    session_id: str,
+    user_id: str,
+    *,
+    role: str,
+    content: str,
+    metadata: dict[str, Any] | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    now: datetime,
+    message_id: str | None = None,
+) -> Row:
+    """A new message's values by column name."""
+    return {
+        "id": message_id or new_id("msg"),
+        "user_id": user_id,
+        "session_id": session_id,
+        "role": role,
+        "content": content,
+        "metadata": metadata or {},
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "created_at": now,
+    }
+
+
+def _counts(session_id: str, prompt_tokens: int, completion_tokens: int, now: datetime) -> Row:
+    """The parameters of `_COUNT_MESSAGE`."""
+    return {
+        "session_id": session_id,
+        "added_prompt": prompt_tokens,
+        "added_completion": completion_tokens,
+        "now": now,
+    }
 
 
 async def append_new(
@@ -119,16 +177,11 @@ _COUNT_MESSAGE = (
 )
 """One more message in the session: its counters, activity and status in one statement."""
 _SESSION_ATTRIBUTES = {a.columns[0].name: a.key for a in ChatSession.__mapper__.column_attrs}
-_COLUMN_NAMES = {a.key: a.columns[0].name for a in Message.__mapper__.column_attrs}
+_ATTRIBUTE_KEYS = {a.columns[0].name: a.key for a in Message.__mapper__.column_attrs}
 
 
-def _row(message: Message) -> dict[str, Any]:
-    """The message's values by column name (`meta` is stored as `metadata`)."""
-    return {name: getattr(message, key) for key, name in _COLUMN_NAMES.items()}
-
-
-def _event(message: Message) -> dict[str, Any]:
-    return MessageOut.model_validate(message).model_dump(mode="json")
+def _event(row: Row) -> dict[str, Any]:
+    return MessageOut.model_validate(row).model_dump(mode="json")
 
 
 async def get_message(db: AsyncSession, chat: ChatSession, message_id: str) -> Message:

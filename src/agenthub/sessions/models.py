@@ -48,10 +48,14 @@ class ChatSession(Owned, Timestamped, Base):
 
     @property
     def status(self) -> str:
-        """`deleted` (in the trash), `archived` (over the limit, restorable) or `active`."""
-        if self.deleted_at is not None:
-            return "deleted"
-        return "archived" if self.archived_at is not None else "active"
+        return session_status(self.deleted_at, self.archived_at)
+
+
+def session_status(deleted_at: datetime | None, archived_at: datetime | None) -> str:
+    """`deleted` (in the trash), `archived` (over the limit, restorable) or `active`."""
+    if deleted_at is not None:
+        return "deleted"
+    return "archived" if archived_at is not None else "active"
 
 
 class Message(Owned, Base):

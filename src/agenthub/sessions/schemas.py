@@ -15,12 +15,14 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from agenthub.agents.schemas import TYPE_PATTERN
 from agenthub.core.jsondata import JsonObject, plain_json
 from agenthub.core.schemas import Omittable
 from agenthub.jobs.schemas import JobOut
+from agenthub.sessions.models import session_status
 
 TOOL_TYPE_PATTERN = r"^[a-z][a-z0-9_.\-]{0,31}$"
 MAX_CONTENT = 100_000
@@ -100,6 +102,14 @@ class SessionOut(BaseModel):
     deleted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_of_row(cls, data: Any) -> Any:
+        """A row by column (`db.unit`) has no `status`: it follows from the row."""
+        if isinstance(data, dict) and "status" not in data:
+            return {**data, "status": session_status(data["deleted_at"], data["archived_at"])}
+        return data
 
 
 class SessionChange(BaseModel):

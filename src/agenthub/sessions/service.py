@@ -19,10 +19,11 @@ from agenthub.agents.models import Agent
 from agenthub.auth.models import User
 from agenthub.core.cache import touch_everyone
 from agenthub.core.errors import Conflict, FieldError, ValidationFailed
-from agenthub.core.events import emit, user_channel
+from agenthub.core.events import Recorder, emit, user_channel
 from agenthub.core.ownership import check_owned_reference, owned_by
 from agenthub.core.pagination import PageParams, contains_text, keyset_page
 from agenthub.db.base import utcnow
+from agenthub.db.unit import Row
 from agenthub.projects.models import Project
 from agenthub.sessions.models import ChatSession
 from agenthub.sessions.schemas import AgentTypeStats, SessionOut, SessionStats, StatsRow
@@ -30,11 +31,13 @@ from agenthub.sessions.schemas import AgentTypeStats, SessionOut, SessionStats, 
 DEFAULT_TITLE = "New chat"
 
 
-def announce(db: AsyncSession, chat: ChatSession, event: str = "session.updated") -> None:
-    """Publish the session's state to its own channel and to its owner's."""
+def announce(db: Recorder, chat: ChatSession | Row, event: str = "session.updated") -> None:
+    """Publish the session's state (an object, or a row by column) to its own channel and to
+    its owner's."""
     data = SessionOut.model_validate(chat).model_dump(mode="json")
-    emit(db, f"session:{chat.id}", event, data)
-    emit(db, user_channel(chat.user_id), event, data)
+    owner = chat["user_id"] if isinstance(chat, dict) else chat.user_id
+    emit(db, f"session:{data['id']}", event, data)
+    emit(db, user_channel(owner), event, data)
 
 
 def ensure_writable(chat: ChatSession) -> None:
