@@ -61,13 +61,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     if settings.is_sqlite:
         database = sqlite.database_path(make_url(url).database)
+        # The connection used last has the warmest page cache: SQLite drops a connection's
+        # cached pages whenever another connection has written. (`:memory:` has one.)
+        pool = {} if database == ":memory:" else {"pool_use_lifo": True}
         engine = create_async_engine(
             url,
             async_creator=partial(sqlite.connect, database, SQLITE_BUSY_TIMEOUT_MS / 1000),
             json_deserializer=_read_json,
-            # The connection used last has the warmest page cache: SQLite drops a
-            # connection's cached pages whenever another connection has written.
-            pool_use_lifo=True,
+            **pool,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
