@@ -72,4 +72,4 @@ async def test_idle_keys_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     await windows.hit(hour, "user", "u")
     clock.now += window.SWEEP_SECONDS + 1
     await windows.hit(minute, "ip", "new")
-    assert set(windows._windows) == {hour.key_for("user", "u"), minute.key_for("ip", "new")}
+    assert set(windows._windows) == {(5, 3600, "user", "u"), (5, 60, "ip", "new")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -14,10 +15,15 @@ _SECRET_KEYS = ("password", "token", "secret", "api_key", "authorization", "cook
 _SECRET_QUERY = re.compile(r"(?i)\b(token|access_token|api_key)=[^&\s\"']+")
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_secret(key: str) -> bool:
+    """Whether a log field of this name may hold a secret (field names are few)."""
+    return any(marker in key.lower() for marker in _SECRET_KEYS)
+
+
 def _redact(_: Any, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
-    for key in list(event):
-        if any(marker in key.lower() for marker in _SECRET_KEYS):
-            event[key] = "**********"
+    for key in [key for key in event if _is_secret(key)]:
+        event[key] = "**********"
     message = event.get("event")
     if isinstance(message, str) and "=" in message:
         event["event"] = _SECRET_QUERY.sub(r"\1=**********", message)

@@ -7,11 +7,10 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.core.errors import problem_response, render_error, render_unexpected
@@ -28,6 +27,9 @@ SECURITY_HEADERS: Mapping[str, str] = {
     # API responses need no sources; the HTML pages (/status, /docs, /redoc) set their own.
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
+
+_SECURITY_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+_OURS = frozenset((b"x-request-id", b"x-process-time"))
 
 log = structlog.get_logger("agenthub.http")
 
@@ -91,11 +93,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers_after = time.perf_counter() - started
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
-                headers["X-Process-Time"] = f"{headers_after:.6f}"
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
+                message["headers"] = _with_context_headers(
+                    message.get("headers", ()), request_id, headers_after
+                )
             elif message["type"] == "http.response.body" and message.get("more_body", False):
                 streamed = True
             await send(message)
@@ -279,6 +279,19 @@ def _surrogate_field(body: bytes) -> str | None:
         return None
     path = surrogate_path(value)
     return None if path is None else dotted(path) or "body"
+
+
+def _with_context_headers(
+    headers: Iterable[tuple[bytes, bytes]], request_id: str, seconds: float
+) -> list[tuple[bytes, bytes]]:
+    """A response's headers with its request id and time, and each security header it does
+    not set itself."""
+    kept = [(name, value) for name, value in headers if name.lower() not in _OURS]
+    present = {name.lower() for name, _ in kept}
+    kept.append((b"x-request-id", request_id.encode("latin-1")))
+    kept.append((b"x-process-time", f"{seconds:.6f}".encode()))
+    kept.extend(header for header in _SECURITY_HEADERS if header[0] not in present)
+    return kept
 
 
 def _ms(seconds: float) -> float:

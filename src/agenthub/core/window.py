@@ -43,14 +43,15 @@ class MemoryWindows:
     a refused hit is not recorded; the window resets when its oldest hit leaves it."""
 
     def __init__(self) -> None:
-        self._windows: dict[str, _Window] = {}
+        # By the limit's amount and expiry and the identifiers, as `limits` keys them.
+        self._windows: dict[tuple[int | str, ...], _Window] = {}
         self._next_sweep = time.time() + SWEEP_SECONDS
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         now = time.time()
         if now >= self._next_sweep:
             self._sweep(now)
-        key = item.key_for(*identifiers)
+        key: tuple[int | str, ...] = (item.amount, item.get_expiry(), *identifiers)
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(item.get_expiry())
@@ -62,7 +63,7 @@ class MemoryWindows:
 
     async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         now = time.time()
-        window = self._windows.get(item.key_for(*identifiers))
+        window = self._windows.get((item.amount, item.get_expiry(), *identifiers))
         if window is None:
             return WindowStats(now + item.get_expiry(), item.amount)
         window.trim(now)
