@@ -91,3 +91,17 @@ async def test_a_failed_unit_writes_nothing_and_publishes_nothing(
         assert await db.get(Message, "msg_committed") is not None
         assert await db.get(Message, "msg_rolled_back") is None
         assert (await db.get(ChatSession, session_id)) is not None
+
+
+async def test_each_statement_is_timed_for_the_query_metrics(
+    app: FastAPI, account: Account
+) -> None:
+    database: Database = app.state.database
+    session_id = await seed_session(app, account.id)
+    timed: list[float] = []
+    database.time_statements(timed.append)
+    async with database.unit() as unit:
+        await unit.execute(INSERT, new_row(account, session_id, "msg_timed"))
+        await unit.row(BY_ID, {"id": "msg_timed"})
+    assert len(timed) == 2
+    assert all(0 < seconds < 60 for seconds in timed)

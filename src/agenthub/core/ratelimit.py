@@ -58,11 +58,28 @@ T = TypeVar("T")
 
 
 class Windows(Protocol):
-    """Moving windows of hits per key: in memory, or `limits`' strategy over Redis."""
+    """Moving windows of hits per key: in memory (`core.window`), or in Redis."""
 
-    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool: ...
+    async def count(
+        self, item: RateLimitItem, identifiers: tuple[str, ...], *, record: bool
+    ) -> tuple[bool, WindowStats]:
+        """Record a hit (`record`) unless the window is full, and the window after it; without
+        `record`, whether one more hit would be allowed."""
+        ...
 
-    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats: ...
+
+class RedisWindows:
+    """`Windows` of `limits`' moving-window strategy over its Redis storage."""
+
+    def __init__(self, storage: RedisStorage) -> None:
+        self.strategy = MovingWindowRateLimiter(storage)
+
+    async def count(
+        self, item: RateLimitItem, identifiers: tuple[str, ...], *, record: bool
+    ) -> tuple[bool, WindowStats]:
+        counted = await self.strategy.hit(item, *identifiers) if record else True
+        stats = await self.strategy.get_window_stats(item, *identifiers)
+        return (counted if record else stats.remaining > 0), stats
 
 
 @dataclass(frozen=True)
@@ -113,7 +130,7 @@ class RateLimiter:
         self._memory = MemoryWindows()
         self._pool: BlockingConnectionPool | None = None
         self._redis_storage: RedisStorage | None = None
-        self._redis: MovingWindowRateLimiter | None = None
+        self._redis: RedisWindows | None = None
         self._redis_errors: tuple[type[Exception], ...] = ()
         if redis_url:
             # Imported only with Redis configured: the client takes long to import.
@@ -138,7 +155,7 @@ class RateLimiter:
                 key_prefix=f"{prefix}:ratelimit",
                 **options,
             )
-            self._redis = MovingWindowRateLimiter(self._redis_storage)
+            self._redis = RedisWindows(self._redis_storage)
         self._error: str | None = None  # why Redis was left; None while on the configured storage
         self._down_since = 0.0
         self._recovery: asyncio.Task[None] | None = None
@@ -208,25 +225,18 @@ class RateLimiter:
     async def _quota(self, limit: str, keys: tuple[str, ...], *, record: bool) -> Quota:
         item = self._item(limit)
 
-        async def read(strategy: Windows) -> tuple[bool, float, int]:
-            counted = await strategy.hit(item, *keys) if record else True
-            stats = await strategy.get_window_stats(item, *keys)
-            allowed = counted if record else stats.remaining > 0
-            return allowed, stats.reset_time, stats.remaining
-
-        allowed, reset_time, remaining = await self._run(read)
+        allowed, stats = await self._run(lambda windows: windows.count(item, keys, record=record))
         return Quota(
             amount=item.amount,
             window=item.get_expiry(),
-            remaining=max(0, remaining),
-            reset=max(0, math.ceil(reset_time - time.time())),
+            remaining=max(0, stats.remaining),
+            reset=max(0, math.ceil(stats.reset_time - time.time())),
             allowed=allowed,
         )
 
     async def hit(self, limit: str, *keys: str) -> bool:
         """Record one hit; False when the window was already full."""
-        item = self._item(limit)
-        return await self._run(lambda strategy: strategy.hit(item, *keys))
+        return (await self.acquire(limit, *keys)).allowed
 
 
 def _refusal(group: str, quota: Quota) -> RateLimited:

@@ -38,37 +38,36 @@ class _Window:
 
 
 class MemoryWindows:
-    """Moving windows per key, as `limits.aio.strategies.MovingWindowRateLimiter` counts them:
-    a hit is allowed while fewer than the limit's amount of hits fall within its expiry;
-    a refused hit is not recorded; the window resets when its oldest hit leaves it."""
+    """Moving windows per key, as `limits.aio.strategies.MovingWindowRateLimiter` counts them
+    (`core.ratelimit.Windows`): a hit is allowed while fewer than the limit's amount of hits
+    fall within its expiry; a refused hit is not recorded; the window resets when its oldest
+    hit leaves it."""
 
     def __init__(self) -> None:
         # By the limit's amount and expiry and the identifiers, as `limits` keys them.
         self._windows: dict[tuple[int | str, ...], _Window] = {}
         self._next_sweep = time.time() + SWEEP_SECONDS
 
-    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+    async def count(
+        self, item: RateLimitItem, identifiers: tuple[str, ...], *, record: bool
+    ) -> tuple[bool, WindowStats]:
+        """Record a hit (`record`) unless the window is full, and the window after it; without
+        `record`, whether one more hit would be allowed."""
         now = time.time()
         if now >= self._next_sweep:
             self._sweep(now)
         key: tuple[int | str, ...] = (item.amount, item.get_expiry(), *identifiers)
         window = self._windows.get(key)
         if window is None:
+            if not record:
+                return True, WindowStats(now + item.get_expiry(), item.amount)
             window = self._windows[key] = _Window(item.get_expiry())
         window.trim(now)
-        if len(window.hits) >= item.amount:
-            return False
-        window.hits.append(now)
-        return True
-
-    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
-        now = time.time()
-        window = self._windows.get((item.amount, item.get_expiry(), *identifiers))
-        if window is None:
-            return WindowStats(now + item.get_expiry(), item.amount)
-        window.trim(now)
+        allowed = len(window.hits) < item.amount
+        if allowed and record:
+            window.hits.append(now)
         start = window.hits[0] if window.hits else now
-        return WindowStats(start + item.get_expiry(), item.amount - len(window.hits))
+        return allowed, WindowStats(start + item.get_expiry(), item.amount - len(window.hits))
 
     def _sweep(self, now: float) -> None:
         """Forget the keys whose windows hold no hit any more."""

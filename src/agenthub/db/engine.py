@@ -135,6 +135,11 @@ class Database:
                 raise
             await self._commit(session)
 
+    def time_statements(self, observe: Callable[[float], None]) -> None:
+        """Tell `observe` how long each statement of a `unit` took, in seconds (the
+        engine's own statements are timed through its events)."""
+        self._statements.observers.append(observe)
+
     async def _commit(self, session: AsyncSession) -> None:
         await session.commit()
         await self._committed(session)

@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
+from agenthub.db.engine import Database
 from agenthub.monitoring.metrics import (
     DB_POOL_CHECKED_OUT,
     DB_POOL_CONNECTIONS,
@@ -63,9 +64,10 @@ class QueryTimer:
         )
 
 
-def instrument(engine: AsyncEngine, timer: QueryTimer) -> None:
+def instrument(database: Database, timer: QueryTimer) -> None:
     """Time every statement and keep the `db_pool_*` gauges current."""
-    sync_engine = engine.sync_engine
+    database.time_statements(timer.add)
+    sync_engine = database.engine.sync_engine
     pool = sync_engine.pool
     if isinstance(pool, QueuePool):
         DB_POOL_SIZE.set(pool.size())

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import psutil
+from prometheus_client import Counter, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,7 +93,7 @@ class Monitor:
         self.websockets = 0
         self.gauges = GaugeSource()
         self.queries = QueryTimer()
-        instrument(database.engine, self.queries)
+        instrument(database, self.queries)
         self._alerts = Alerts(rules(settings))
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent()
@@ -100,6 +101,8 @@ class Monitor:
         self._sampled: _Sampled | None = None
         self._taken = 0.0
         self._lock = asyncio.Lock()
+        # By method, route template and status: few (unmatched paths share one template).
+        self._request_metrics: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     # -- reports -------------------------------------------------------------------------
 
@@ -107,8 +110,15 @@ class Monitor:
         method, route = request.method, request.route
         if route.startswith(UNMONITORED_PREFIXES):
             return
-        HTTP_REQUESTS.labels(method, route, str(request.status)).inc()
-        HTTP_DURATION.labels(method, route).observe(request.seconds)
+        labelled = (method, route, request.status)
+        children = self._request_metrics.get(labelled)
+        if children is None:  # resolved once: `labels()` costs more than the update
+            children = self._request_metrics[labelled] = (
+                HTTP_REQUESTS.labels(method, route, str(request.status)),
+                HTTP_DURATION.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(request.seconds)
         if request.stream_seconds is not None:
             HTTP_STREAM_DURATION.labels(method, route).observe(request.stream_seconds)
         self.performance.record(method, route, request.status, request.seconds)

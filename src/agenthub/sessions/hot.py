@@ -41,7 +41,7 @@ from agenthub.db.engine import Database
 from agenthub.db.unit import Row, Unit
 from agenthub.sessions import messages
 from agenthub.sessions.models import ChatSession, Message
-from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
+from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail
 
 _PATH = re.compile(r"/v1/sessions/([^/]{1,64})(/messages)?")
 _COUNT = re.compile(r"0|[1-9][0-9]{0,2}")
@@ -221,10 +221,7 @@ async def _detail(unit: Unit, chat: Row, query: Query) -> bytes | None:
     recent = (
         await unit.rows(_LATEST["desc"], {"session_id": chat["id"], "limit": last}) if last else []
     )
-    detail = SessionDetail(
-        **SessionOut.model_validate(chat).model_dump(),
-        messages=[MessageOut.model_validate(m) for m in reversed(recent)],
-    )
+    detail = SessionDetail.model_validate({**chat, "messages": recent[::-1]})
     return detail.model_dump_json().encode()
 
 
@@ -237,10 +234,12 @@ async def _page(unit: Unit, chat: Row, query: Query) -> bytes | None:
     if not limit or order not in ("asc", "desc"):
         return None
     rows = await unit.rows(_LATEST[order], {"session_id": chat["id"], "limit": limit + 1})
-    page = Page[MessageOut](
-        data=[MessageOut.model_validate(row) for row in rows[:limit]],
-        has_more=len(rows) > limit,
-        next_cursor=rows[limit - 1]["id"] if len(rows) > limit else None,
+    page = Page[MessageOut].model_validate(
+        {
+            "data": rows[:limit],
+            "has_more": len(rows) > limit,
+            "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None,
+        }
     )
     return page.model_dump_json().encode()
 
