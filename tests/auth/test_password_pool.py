@@ -70,6 +70,53 @@ async def test_a_burst_of_logins_is_served_or_told_when_to_retry(
     assert reads == [200] * 10  # reads are not refused by the burst
 
 
+async def test_logins_waiting_for_the_hasher_hold_no_database_connection(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More logins wait for a turn at the hasher than the pool has connections, and a read
+    is still served at once: no login holds a connection while it waits."""
+    async with (
+        custom_app(
+            database_url,
+            tmp_path,
+            db_pool_size=2,
+            db_max_overflow=0,
+            db_timeout_seconds=2,
+            login_limit_ip="1000/minute",
+            login_limit_account="1000/minute",
+        ) as app,
+        asgi_client(app) as client,
+    ):
+        reader = await register(client, "reader@example.com")
+        emails = [f"waiting-{n}@example.com" for n in range(6)]
+        for email in emails:
+            await register(client, email)
+        hasher: PasswordHasher = app.state.hasher
+        checked, turn = hasher.matches, asyncio.Event()
+        waiting: list[str] = []
+
+        async def matches_in_turn(password: str, hashed: str | None) -> bool:
+            waiting.append(password)
+            await turn.wait()
+            return await checked(password, hashed)
+
+        monkeypatch.setattr(hasher, "matches", matches_in_turn)
+        logins = [
+            asyncio.create_task(
+                client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+            )
+            for email in emails
+        ]
+        while len(waiting) < len(emails):
+            await asyncio.sleep(0.01)
+        pool = app.state.database.engine.sync_engine.pool
+        assert pool.checkedout() == 0
+        profile = await client.get("/v1/user/profile", headers=reader.headers)
+        assert profile.status_code == 200
+        turn.set()
+        assert [(await login).status_code for login in logins] == [200] * len(emails)
+
+
 @pytest.mark.parametrize("threads", [0, -1])
 def test_the_thread_count_must_be_positive(threads: int, database_url: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError):

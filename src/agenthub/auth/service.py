@@ -53,9 +53,12 @@ async def authenticate(
     """The active user with this email and whether the password matches.
 
     The hash is checked (off the event loop) whether or not the account exists, so timing
-    does not tell which emails are registered.
+    does not tell which emails are registered. The read's connection goes back to the pool
+    first: logins waiting their turn at the hasher must not hold every connection while the
+    other requests wait for one.
     """
     user = await active_user_by_email(db, email)
+    await db.commit()  # nothing written yet: this only ends the read
     return user, await check_password(hasher, user, password)
 
 
