@@ -92,11 +92,13 @@ async def test_logins_waiting_for_the_hasher_hold_no_database_connection(
         for email in emails:
             await register(client, email)
         hasher: PasswordHasher = app.state.hasher
-        checked, turn = hasher.matches, asyncio.Event()
+        checked, turn, all_waiting = hasher.matches, asyncio.Event(), asyncio.Event()
         waiting: list[str] = []
 
         async def matches_in_turn(password: str, hashed: str | None) -> bool:
             waiting.append(password)
+            if len(waiting) == len(emails):
+                all_waiting.set()
             await turn.wait()
             return await checked(password, hashed)
 
@@ -107,8 +109,7 @@ async def test_logins_waiting_for_the_hasher_hold_no_database_connection(
             )
             for email in emails
         ]
-        while len(waiting) < len(emails):
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(all_waiting.wait(), 10)
         pool = app.state.database.engine.sync_engine.pool
         assert pool.checkedout() == 0
         profile = await client.get("/v1/user/profile", headers=reader.headers)
