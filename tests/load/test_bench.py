@@ -104,3 +104,31 @@ def test_rate_limited_requests_are_errors_with_advice(tmp_path: Path) -> None:
     assert result["failed"] is True
     assert "AGENTHUB_RATE_LIMIT_IP" in done.stderr
     assert "AGENTHUB_LOGIN_LIMIT_IP" in done.stderr
+
+
+def test_logins_deferred_with_retry_after_are_tried_again_not_errors(tmp_path: Path) -> None:
+    """A server whose password hasher takes one sign-in at a time answers the others 503 with
+    `Retry-After`; the virtual users wait as asked and sign in after it, and the run is clean."""
+    env = clean_env(
+        **LOAD_LIMITS,
+        AGENTHUB_PASSWORD_TIME_COST="2",
+        AGENTHUB_PASSWORD_MEMORY_KIB="32768",
+        AGENTHUB_PASSWORD_HASH_THREADS="1",
+        AGENTHUB_PASSWORD_HASH_QUEUE="0",
+    )
+    with server_process(tmp_path, env) as server:
+        email = "bench-owner@example.com"
+        created = httpx.post(
+            f"{server.http}/v1/auth/register", json={"email": email, "password": PASSWORD}
+        )
+        assert created.status_code == 201, created.text
+        args = ["bench", "--url", server.http, "--users", "6", "--duration", "4", "--json"]
+        done = run([*args, "--email", email, "--password", PASSWORD], tmp_path, clean_env())
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    login = result["operations"]["login"]
+    assert login["deferred"] > 0
+    assert login["count"] > login["deferred"]  # and then signed in
+    assert result["total"]["errors"] == {}
+    assert result["operations"]["post_message"]["count"] > 0
+    assert result["failed"] is False

@@ -107,6 +107,23 @@ def test_lost_events_and_refused_logins_fail_the_run() -> None:
     assert Report.build(recorder, ("http://a",), 1, _delivery(5, 5)).hints() == [LOGIN_HINT]
 
 
+def test_deferred_requests_are_counted_apart_and_fail_nothing() -> None:
+    recorder = Recorder()
+    recorder.deferral(Operation.LOGIN)
+    recorder.deferral(Operation.LOGIN)
+    recorder.success(Operation.LOGIN, 0.2)
+    recorder.started, recorder.finished = 0.0, 1.0
+    report = Report.build(recorder, ("http://a",), 1, _delivery(0, 0))
+    login = report.operations[Operation.LOGIN]
+    assert (login.count, login.deferred, login.errors, login.latency.max) == (3, 2, {}, 200.0)
+    assert (report.total.count, report.total.deferred) == (3, 2)
+    assert not report.failed
+    assert report.as_json()["operations"]["login"]["deferred"] == 2
+    console = Console(width=140, record=True)
+    console.print(report.tables())
+    assert "503, retried" in console.export_text()
+
+
 def test_scenario_logs_in_first_and_creates_sessions_as_they_fill() -> None:
     scenario = Scenario(messages_per_session=3)
     rng = random.Random(1)

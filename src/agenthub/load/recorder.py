@@ -15,6 +15,7 @@ class Recorder:
     def __init__(self) -> None:
         self.latencies: defaultdict[Operation, list[float]] = defaultdict(list)  # seconds, ok
         self.failures: defaultdict[Operation, Counter[str]] = defaultdict(Counter)
+        self.deferrals: Counter[Operation] = Counter()  # 503 + Retry-After, tried again
         self.requests = 0
         self.errors = 0
         self.deliveries: list[float] = []  # seconds from an event's `ts` to its receipt
@@ -46,6 +47,12 @@ class Recorder:
         self.requests += 1
         self.errors += 1
         self.failures[operation][category] += 1
+
+    def deferral(self, operation: Operation) -> None:
+        """A request the server deferred (503 with `Retry-After`, as a burst of logins at the
+        bounded password hasher gets): an answer it documents, not an error."""
+        self.requests += 1
+        self.deferrals[operation] += 1
 
     def delivery(self, seconds: float) -> None:
         self.deliveries.append(seconds)

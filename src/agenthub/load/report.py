@@ -63,9 +63,10 @@ class Figures:
     """One operation (or all of them): requests completed, of which failed, by category."""
 
     count: int
-    throughput: float  # requests per second, failed ones included
+    throughput: float  # requests per second, failed and deferred ones included
     latency: Latency  # of the successful requests
     errors: dict[str, int]
+    deferred: int  # answered 503 with Retry-After, and tried again after it
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +74,7 @@ class Figures:
             "throughput": round(self.throughput, 3),
             **self.latency.as_json(),
             "errors": self.errors,
+            "deferred": self.deferred,
         }
 
 
@@ -121,17 +123,19 @@ class Report:
     ) -> Report:
         elapsed = recorder.elapsed
 
-        def figures(ok: list[float], failed: Counter[str]) -> Figures:
-            count = len(ok) + failed.total()
+        def figures(ok: list[float], failed: Counter[str], deferred: int) -> Figures:
+            count = len(ok) + failed.total() + deferred
             rate = count / elapsed if elapsed > 0 else 0.0
-            return Figures(count, rate, Latency.of(ok), dict(failed.most_common()))
+            return Figures(count, rate, Latency.of(ok), dict(failed.most_common()), deferred)
 
         operations = {
-            op: figures(recorder.latencies[op], recorder.failures[op]) for op in Operation
+            op: figures(recorder.latencies[op], recorder.failures[op], recorder.deferrals[op])
+            for op in Operation
         }
         every = [s for op in Operation for s in recorder.latencies[op]]
         failed = sum((recorder.failures[op] for op in Operation), Counter[str]())
-        return cls(urls, users, elapsed, operations, figures(every, failed), websocket)
+        total = figures(every, failed, recorder.deferrals.total())
+        return cls(urls, users, elapsed, operations, total, websocket)
 
     @property
     def failed(self) -> bool:
@@ -172,6 +176,9 @@ class Report:
         for name in ("count", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"):
             table.add_column(name, justify="right")
         table.add_column("errors")
+        deferred = self.total.deferred > 0  # a column only when the server deferred any
+        if deferred:
+            table.add_column("503, retried", justify="right")
         rows = [(op.value, f) for op, f in self.operations.items()]
         for i, (name, f) in enumerate([*rows, ("total", self.total)]):
             lat = f.latency
@@ -181,6 +188,7 @@ class Report:
                 f"{f.throughput:,.1f}",
                 *(_ms(v) for v in (lat.p50, lat.p95, lat.p99, lat.max)),
                 _errors(f.errors),
+                *([f"{f.deferred:,}"] if deferred else []),
                 style="bold" if i == len(rows) else None,
                 end_section=i == len(rows) - 1,
             )

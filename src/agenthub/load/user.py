@@ -17,6 +17,7 @@ from agenthub.load.subscriber import Subscriber
 AGENT_TYPE = "bench"
 PAGE_SIZE = 20
 ERROR_PAUSE_SECONDS = 0.1  # after a failed request, so a refusing server is not hammered
+LONGEST_RETRY_AFTER_SECONDS = 30.0
 WORDS = (
     "the agent read the log and found a timeout in the worker while the queue kept growing "
     "so it suggested raising the lease and retrying the failed jobs with backoff"
@@ -123,6 +124,10 @@ class VirtualUser:
         except httpx.TransportError as exc:
             self.recorder.failure(operation, type(exc).__name__)
             return None
+        if response.status_code == 503 and (wait := _retry_after(response)) is not None:
+            self.recorder.deferral(operation)
+            await asyncio.sleep(wait)  # as a client should, before it tries again
+            return None
         if not response.is_success:
             self.recorder.failure(operation, str(response.status_code))
             return None
@@ -177,3 +182,9 @@ class VirtualUser:
             return False
         self.cursors[chat] = page["next_cursor"] if page["has_more"] else None
         return True
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds a `Retry-After` header asks to wait (capped), if it gives a number."""
+    value = response.headers.get("Retry-After", "")
+    return min(float(value), LONGEST_RETRY_AFTER_SECONDS) if value.isdigit() else None
