@@ -150,3 +150,13 @@ def test_a_budget_ends_after_its_requests_its_time_or_a_stop() -> None:
     assert stopped.take()
     stopped.stop()
     assert not stopped.take()
+
+
+def test_a_wait_asked_for_by_the_server_never_outlasts_the_run() -> None:
+    assert Budget(seconds=None, requests=3).wait_within(5.0) == 5.0
+    timed = Budget(seconds=2, requests=None)
+    timed.start()
+    assert 1.5 < timed.wait_within(5.0) <= 2.0
+    assert timed.wait_within(0.5) == 0.5
+    timed.stop()
+    assert timed.wait_within(5.0) == 0.0

@@ -47,6 +47,14 @@ class Budget:
     def stop(self) -> None:
         self.stopped = True
 
+    def wait_within(self, seconds: float) -> float:
+        """`seconds`, or less so that a wait does not outlast the run."""
+        if self.stopped:
+            return 0.0
+        if self.deadline is None:
+            return seconds
+        return max(0.0, min(seconds, self.deadline - time.monotonic()))
+
     def take(self) -> bool:
         """True while another request may start (and counts it)."""
         if self.stopped or (self.deadline is not None and time.monotonic() >= self.deadline):
@@ -76,12 +84,14 @@ class VirtualUser:
         self.subscribers = subscribers
         self.rng = rng
         self.token: str | None = None
+        self.budget = Budget(None, None)  # the run's, once it runs
         self.sessions: list[str] = []
         self.posted: dict[str, list[str]] = {}  # session id -> ids of the messages posted
         self.cursors: dict[str, str | None] = {}  # session id -> where its history paging is
         self.messages = 0
 
     async def run(self, budget: Budget) -> None:
+        self.budget = budget
         while budget.take():
             current = self.posted[self.sessions[-1]] if self.sessions else None
             operation = self.scenario.next_operation(
@@ -126,7 +136,8 @@ class VirtualUser:
             return None
         if response.status_code == 503 and (wait := _retry_after(response)) is not None:
             self.recorder.deferral(operation)
-            await asyncio.sleep(wait)  # as a client should, before it tries again
+            # As a client should before it tries again (within the run).
+            await asyncio.sleep(self.budget.wait_within(wait))
             return None
         if not response.is_success:
             self.recorder.failure(operation, str(response.status_code))
