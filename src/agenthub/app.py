@@ -13,12 +13,14 @@ from starlette.routing import BaseRoute
 from agenthub import __version__
 from agenthub.agents.router import router as agents_router
 from agenthub.apidocs.router import router as apidocs_router
+from agenthub.auth import hot as auth_hot
 from agenthub.auth.router import router as auth_router
 from agenthub.auth.user_router import admin_router
 from agenthub.auth.user_router import router as user_router
 from agenthub.config import Settings
 from agenthub.core.cache import CACHE_HEADER, create_cache
 from agenthub.core.errors import install_error_handlers
+from agenthub.core.hot import HotReads
 from agenthub.core.logging import configure_logging
 from agenthub.core.middleware import (
     BodyLimitMiddleware,
@@ -37,6 +39,7 @@ from agenthub.db.engine import Database
 from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
 from agenthub.ideas.router import router as ideas_router
+from agenthub.jobs import hot as jobs_hot
 from agenthub.jobs.registry import load_kinds
 from agenthub.jobs.router import admin_router as jobs_admin_router
 from agenthub.jobs.router import router as jobs_router
@@ -60,7 +63,8 @@ from agenthub.realtime.ws import router as ws_router
 from agenthub.runners.registry import Runners
 from agenthub.runners.router import router as runners_router
 from agenthub.search.router import router as search_router
-from agenthub.sessions.hot import HotSessionRoutes
+from agenthub.sessions import hot as sessions_hot
+from agenthub.sessions.hot import HotAppend
 from agenthub.sessions.router import router as sessions_router
 
 DESCRIPTION = (
@@ -91,6 +95,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     ws_router,
     sse_router,
 )
+
+HOT_READS = (*sessions_hot.READS, *auth_hot.READS, *jobs_hot.READS)
+"""The reads answered in front of the router (`core.hot`)."""
 
 
 @cache
@@ -167,7 +174,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(HotSessionRoutes, database=database, settings=settings)
+    app.add_middleware(HotAppend, database=database, settings=settings)
+    app.add_middleware(
+        HotReads,
+        database=database,
+        secret=settings.signing_key,
+        reads=HOT_READS,
+    )
     app.add_middleware(JsonTextMiddleware)  # inside the body limit: reads bodies within it
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=upload_body_limits(settings)

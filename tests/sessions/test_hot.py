@@ -7,43 +7,12 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.types import Receive, Scope, Send
 
 from agenthub.db.base import utcnow
-from agenthub.sessions.hot import HotSessionRoutes
 from conftest import AccountFactory, asgi_client, custom_app
+from hot_support import ROUTED, Router, api_key, assert_answered_as_routed, hot_client
 from session_support import expect, new_session, post_message
 from support import Account, assert_problem, record_events, register, seed_session
-
-ROUTED = 299  # what the stand-in router answers
-
-
-class Router:
-    """The app behind the hot routes: notes each request that reached it, and the body it
-    could read."""
-
-    def __init__(self) -> None:
-        self.reached: list[str] = []
-        self.bodies: list[bytes] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.reached.append(f"{scope['path']}?{scope['query_string'].decode()}")
-        self.bodies.append(await Request(scope, receive).body())
-        await PlainTextResponse("routed", ROUTED)(scope, receive, send)
-
-
-def hot_client(app: FastAPI, router: Router) -> httpx.AsyncClient:
-    hot = HotSessionRoutes(router, database=app.state.database, settings=app.state.settings)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=hot), base_url="http://testserver")
-
-
-async def api_key(client: httpx.AsyncClient, account: Account) -> dict[str, str]:
-    """Headers with a new API key of the account's: a credential the hot reads leave to the
-    routes, so these headers get the routes' own answers."""
-    created = await client.post("/v1/user/api-keys", json={"name": "k"}, headers=account.headers)
-    return {"X-API-Key": expect(created, 201)["key"]}
 
 
 async def test_plain_reads_answer_what_the_routes_answer_without_reaching_them(
@@ -54,21 +23,14 @@ async def test_plain_reads_answer_what_the_routes_answer_without_reaching_them(
         await post_message(client, account, chat["id"], f"message {n}")
     by_key = await api_key(client, account)
     base = f"/v1/sessions/{chat['id']}"
-    router = Router()
-    async with hot_client(app, router) as hot:
-        for path in (
-            base,
-            f"{base}?messages=2",
-            f"{base}/messages",
-            f"{base}/messages?limit=2&order=desc",
-            f"{base}/messages?order=asc",
-        ):
-            answered = await hot.get(path, headers=account.headers)
-            routed = await client.get(path, headers=by_key)
-            assert answered.status_code == routed.status_code == 200, (path, answered.text)
-            assert answered.headers["content-type"] == routed.headers["content-type"]
-            assert answered.json() == routed.json(), path
-    assert router.reached == []
+    paths = [
+        base,
+        f"{base}?messages=2",
+        f"{base}/messages",
+        f"{base}/messages?limit=2&order=desc",
+        f"{base}/messages?order=asc",
+    ]
+    await assert_answered_as_routed(app, client, account, by_key, paths)
 
 
 async def test_everything_else_goes_on_to_the_routes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -79,6 +80,26 @@ class Profile(UserOut):
     preferences: dict[str, Any]
     api_key_prefixes: list[str]
     usage: Usage
+
+    @classmethod
+    def of(cls, user: Any, api_key_prefixes: list[str]) -> Profile:
+        """The profile of a user: an ORM object, or a row by column (`db.unit`)."""
+        get = user.__getitem__ if isinstance(user, dict) else partial(getattr, user)
+        prompt, completion = get("prompt_tokens"), get("completion_tokens")
+        return cls(
+            id=get("id"),
+            email=get("email"),
+            username=get("username"),
+            is_admin=get("is_admin"),
+            created_at=get("created_at"),
+            preferences=get("preferences"),
+            api_key_prefixes=api_key_prefixes,
+            usage=Usage(
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=prompt + completion,
+            ),
+        )
 
 
 class ProfilePatch(BaseModel):

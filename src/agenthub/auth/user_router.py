@@ -31,7 +31,6 @@ from agenthub.auth.schemas import (
     PasswordChange,
     Profile,
     ProfilePatch,
-    Usage,
 )
 from agenthub.core.errors import Forbidden, NotFound, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
@@ -48,20 +47,7 @@ LoginId = Annotated[str, Path(max_length=64)]
 
 async def _profile(db: DbSession, user: User) -> Profile:
     keys = await service.list_api_keys(db, user.id)
-    return Profile(
-        id=user.id,
-        email=user.email,
-        username=user.username,
-        is_admin=user.is_admin,
-        created_at=user.created_at,
-        preferences=user.preferences,
-        api_key_prefixes=[k.prefix for k in keys],
-        usage=Usage(
-            prompt_tokens=user.prompt_tokens,
-            completion_tokens=user.completion_tokens,
-            total_tokens=user.prompt_tokens + user.completion_tokens,
-        ),
-    )
+    return Profile.of(user, [k.prefix for k in keys])
 
 
 @router.get("/profile", response_model=Profile)

@@ -21,8 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.types import TypeEngine
 
 Row = dict[str, Any]
 Processor = Callable[[Any], Any] | None
@@ -47,8 +49,7 @@ class Prepared:
         ]
         columns = getattr(statement, "exported_columns", ())
         self.columns: list[tuple[str, Processor]] = [
-            (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
-            for column in columns
+            (column.key, _result_processor(column.type, dialect)) for column in columns
         ]
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
@@ -65,6 +66,17 @@ class Prepared:
             key: value if process is None or value is None else process(value)
             for (key, process), value in zip(self.columns, values, strict=True)
         }
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """The column type's conversion of a driver's value. One that depends on the type the
+    server reports for the result (asyncpg's numerics) is not known before a result: the
+    driver's own value is kept (asyncpg gives a float for `double precision`, as SQLAlchemy
+    would)."""
+    try:
+        return type_.dialect_impl(dialect).result_processor(dialect, None)
+    except (TypeError, InvalidRequestError):
+        return None
 
 
 class Statements:

@@ -1,0 +1,42 @@
+"""`GET /v1/user/profile` as a hot read (`core.hot`): the caller's user row with the login
+check in one statement, then their API keys' prefixes, as the route reads them."""
+
+from __future__ import annotations
+
+import re
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select
+from starlette.types import Scope
+
+from agenthub.auth.credentials import ACTIVE_LOGIN, login_params
+from agenthub.auth.models import ApiKey, User
+from agenthub.auth.schemas import Profile
+from agenthub.core.hot import Claims, HotRead, Query, Template, count_caller
+from agenthub.db.unit import Unit
+
+_USERS = cast(Table, User.__table__)
+_KEYS = cast(Table, ApiKey.__table__)
+_ACTIVE_USER = select(_USERS).where(*ACTIVE_LOGIN)
+_KEY_PREFIXES = (
+    select(_KEYS.c.prefix)
+    .where(_KEYS.c.user_id == bindparam("user_id"))
+    .order_by(_KEYS.c.id.desc())
+)
+
+
+async def _profile(
+    unit: Unit, scope: Scope, claims: Claims, _: tuple[str, ...], query: Query
+) -> bytes | None:
+    if query:
+        return None
+    user = await unit.row(_ACTIVE_USER, login_params(claims))
+    if user is None:  # the route answers 401
+        return None
+    await count_caller(scope, user["id"])
+    keys = await unit.rows(_KEY_PREFIXES, {"user_id": user["id"]})
+    profile = Profile.of(user, [key["prefix"] for key in keys])
+    return profile.model_dump_json().encode()
+
+
+READS = (HotRead(re.compile(r"/v1/user/profile"), Template("/v1/user/profile"), _profile),)
