@@ -21,6 +21,10 @@ async def test_plain_reads_answer_what_the_routes_answer_without_reaching_them(
     chat = await new_session(client, account)
     for n in range(3):
         await post_message(client, account, chat["id"], f"message {n}")
+    for agent_type in ("writer", "coder", "critic"):
+        await new_session(client, account, agent_type=agent_type)
+    await seed_session(app, account.id, archived_at=utcnow())  # listed by neither
+    await seed_session(app, account.id, deleted_at=utcnow())
     by_key = await api_key(client, account)
     base = f"/v1/sessions/{chat['id']}"
     paths = [
@@ -29,6 +33,9 @@ async def test_plain_reads_answer_what_the_routes_answer_without_reaching_them(
         f"{base}/messages",
         f"{base}/messages?limit=2&order=desc",
         f"{base}/messages?order=asc",
+        "/v1/sessions",
+        "/v1/sessions?limit=2",
+        "/v1/sessions?order=asc&limit=3",
     ]
     await assert_answered_as_routed(app, client, account, by_key, paths)
 
@@ -53,6 +60,12 @@ async def test_everything_else_goes_on_to_the_routes(
         (f"{base}?messages=201", bearer),
         (f"{base}/messages/{message['id']}", bearer),  # another route
         ("/v1/sessions/stats", bearer),
+        (f"/v1/sessions?after={chat['id']}", bearer),
+        ("/v1/sessions?include_archived=true", bearer),
+        ("/v1/sessions?status=active", bearer),
+        ("/v1/sessions?agent_type=primary", bearer),
+        ("/v1/sessions?limit=0", bearer),
+        ("/v1/sessions", by_key),
         ("/v1/sessions/not-an-id", bearer),
         (base, by_key),  # another credential
         (base, {}),
@@ -85,7 +98,11 @@ async def test_an_ended_login_is_refused_at_once(
     chat = await new_session(client, account)
     logout = await client.post("/v1/auth/logout", headers=account.headers)
     assert logout.status_code == 204, logout.text
-    for path in (f"/v1/sessions/{chat['id']}", f"/v1/sessions/{chat['id']}/messages"):
+    for path in (
+        "/v1/sessions",
+        f"/v1/sessions/{chat['id']}",
+        f"/v1/sessions/{chat['id']}/messages",
+    ):
         assert_problem(await client.get(path, headers=account.headers), 401)
 
 

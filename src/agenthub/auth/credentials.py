@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.auth.models import ApiKey, Login, User
@@ -44,6 +44,8 @@ check and the request's own row)."""
 # Built once: every authenticated request runs it, and building a statement costs more
 # than running it (SQLAlchemy also keys its compiled-statement cache on the built object).
 _ACTIVE_LOGIN_USER = select(User).where(*ACTIVE_LOGIN)
+ACTIVE_USER_ROW = select(cast(Table, User.__table__)).where(*ACTIVE_LOGIN)
+"""The user of an active login as a row (a `db.unit`'s login check); bind `login_params`."""
 
 
 def login_params(claims: dict[str, Any]) -> dict[str, str]:

@@ -9,15 +9,13 @@ from typing import cast
 from sqlalchemy import Table, bindparam, select
 from starlette.types import Scope
 
-from agenthub.auth.credentials import ACTIVE_LOGIN, login_params
-from agenthub.auth.models import ApiKey, User
+from agenthub.auth.credentials import ACTIVE_USER_ROW, login_params
+from agenthub.auth.models import ApiKey
 from agenthub.auth.schemas import Profile
 from agenthub.core.hot import Claims, HotRead, Query, Template, count_caller
 from agenthub.db.unit import Unit
 
-_USERS = cast(Table, User.__table__)
 _KEYS = cast(Table, ApiKey.__table__)
-_ACTIVE_USER = select(_USERS).where(*ACTIVE_LOGIN)
 _KEY_PREFIXES = (
     select(_KEYS.c.prefix)
     .where(_KEYS.c.user_id == bindparam("user_id"))
@@ -30,7 +28,7 @@ async def _profile(
 ) -> bytes | None:
     if query:
         return None
-    user = await unit.row(_ACTIVE_USER, login_params(claims))
+    user = await unit.row(ACTIVE_USER_ROW, login_params(claims))
     if user is None:  # the route answers 401
         return None
     await count_caller(scope, user["id"])

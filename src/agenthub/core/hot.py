@@ -26,7 +26,7 @@ from agenthub.core.errors import AgentHubError, render_error
 from agenthub.core.ratelimit import consume_user_limit
 from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt
 from agenthub.db.engine import Database
-from agenthub.db.unit import Unit
+from agenthub.db.unit import Row, Unit
 
 Claims = dict[str, Any]
 Query = dict[str, str]
@@ -120,6 +120,17 @@ def query_of(scope: Scope) -> Query | None:
     pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     query = dict(pairs)
     return query if len(query) == len(pairs) else None
+
+
+def first_page(rows: list[Row], limit: int) -> dict[str, Any]:
+    """The first page of a list, from `limit + 1` rows read in its order, as `Page` takes it
+    (the cursor is the last row's id, as `core.pagination.keyset_page` gives it)."""
+    more = len(rows) > limit
+    return {
+        "data": rows[:limit],
+        "has_more": more,
+        "next_cursor": rows[limit - 1]["id"] if more else None,
+    }
 
 
 def count(value: str, maximum: int) -> int | None:

@@ -1,5 +1,5 @@
 """A chat client's most frequent requests, answered without FastAPI's per-request machinery
-(`core.hot`): the reads `GET /v1/sessions/{id}` and its latest page
+(`core.hot`): the reads `GET /v1/sessions`, `GET /v1/sessions/{id}` and its latest page
 `GET /v1/sessions/{id}/messages`, and the append `POST /v1/sessions/{id}/messages`.
 
 The plain case only: for the reads no query parameters but the ones named below with plain
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agenthub.auth.credentials import ACTIVE_LOGIN, login_params
+from agenthub.auth.credentials import ACTIVE_LOGIN, ACTIVE_USER_ROW, login_params
 from agenthub.auth.models import User
 from agenthub.config import Settings
 from agenthub.core.errors import AgentHubError, render_error, render_unexpected
@@ -34,16 +34,17 @@ from agenthub.core.hot import (
     answer,
     count,
     count_caller,
+    first_page,
     render,
 )
 from agenthub.core.ids import is_valid
 from agenthub.core.middleware import Replay, header
-from agenthub.core.pagination import MAX_LIMIT, Page
+from agenthub.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from agenthub.db.engine import Database
 from agenthub.db.unit import Row, Unit
 from agenthub.sessions import messages
 from agenthub.sessions.models import ChatSession, Message
-from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail
+from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
 
 MAX_EMBEDDED = 200
 SESSION = Template("/v1/sessions/{session_id}")
@@ -61,6 +62,25 @@ _LATEST = {
 }
 """The first page of a session's messages (the list route's keyset page without a cursor,
 by id, one more than the page to tell `has_more`); `desc`: its last messages."""
+
+_ACTIVE = {
+    order: select(_SESSIONS)
+    .where(
+        _SESSIONS.c.user_id == bindparam("user_id"),
+        _SESSIONS.c.deleted_at.is_(None),
+        _SESSIONS.c.archived_at.is_(None),
+    )
+    .order_by(
+        *(
+            column.asc() if order == "asc" else column.desc()
+            for column in (_SESSIONS.c.last_activity_at, _SESSIONS.c.id)
+        )
+    )
+    .limit(bindparam("limit"))
+    for order in ("asc", "desc")
+}
+"""The first page of a user's active sessions (the list route's keyset page without a
+cursor or filter: by activity, the id breaking ties)."""
 
 _OWNED_BY_ACTIVE_LOGIN = select(_SESSIONS).where(
     _SESSIONS.c.id == bindparam("id"), _SESSIONS.c.user_id == User.id, *ACTIVE_LOGIN
@@ -112,17 +132,28 @@ async def _page(
     if chat is None:
         return None
     rows = await unit.rows(_LATEST[order], {"session_id": chat["id"], "limit": limit + 1})
-    page = Page[MessageOut].model_validate(
-        {
-            "data": rows[:limit],
-            "has_more": len(rows) > limit,
-            "next_cursor": rows[limit - 1]["id"] if len(rows) > limit else None,
-        }
-    )
-    return page.model_dump_json().encode()
+    return Page[MessageOut].model_validate(first_page(rows, limit)).model_dump_json().encode()
+
+
+async def _list(
+    unit: Unit, scope: Scope, claims: Claims, _: tuple[str, ...], query: Query
+) -> bytes | None:
+    """`GET /v1/sessions[?limit=N][&order=asc|desc]`: the first page of the active sessions,
+    no cursor, no filter."""
+    limit = count(query.get("limit", str(DEFAULT_LIMIT)), MAX_LIMIT)
+    order = query.get("order", "desc")
+    if not set(query) <= {"limit", "order"} or not limit or order not in ("asc", "desc"):
+        return None
+    user = await unit.row(ACTIVE_USER_ROW, login_params(claims))
+    if user is None:  # the route answers 401
+        return None
+    await count_caller(scope, user["id"])
+    rows = await unit.rows(_ACTIVE[order], {"user_id": user["id"], "limit": limit + 1})
+    return Page[SessionOut].model_validate(first_page(rows, limit)).model_dump_json().encode()
 
 
 READS = (
+    HotRead(re.compile(r"/v1/sessions"), Template("/v1/sessions"), _list),
     HotRead(re.compile(r"/v1/sessions/([^/]{1,64})"), SESSION, _detail),
     HotRead(_MESSAGES_PATH, MESSAGES, _page),
 )
