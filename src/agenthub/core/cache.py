@@ -8,8 +8,8 @@ scope still has it. Writes move versions on, after their commit:
 - `Database.transaction` learns which users a unit of work wrote for. An `after_flush` hook sees
   every ORM row added, changed or deleted and records its `user_id`; the few bulk `UPDATE` /
   `DELETE` statements on owned rows (the job queue's guarded transitions, job cancel, delete
-  and purge, session purge) record their owners with `touch` (or `touch_everyone`), as
-  `core.events.emit` records events.
+  and purge, session purge) record their owners with `invalidate_cache_of` (or
+  `invalidate_every_cache`), as `core.events.emit` records events.
 - Once the commit succeeded, and before the unit's domain events go out (a client refetching on
   an event reads fresh numbers), `Cache.invalidate(users)` moves on the versions of those
   users and of `ALL_USERS`.
@@ -58,32 +58,33 @@ log = structlog.get_logger("agenthub.cache")
 ALL_USERS = "*"
 """The scope of reads over every user's data; any user's write makes it stale."""
 EVERYONE = "**"
-"""Recorded by `touch_everyone`: a write whose owners are unknown makes every scope stale."""
+"""Recorded by `invalidate_every_cache`: a write whose owners are unknown makes every scope
+stale."""
 IGNORED_TABLES = frozenset({"api_keys", "logins", "refresh_tokens", "audit_events"})
 """Credentials and the audit log: sign-ins write them, no cached read counts them."""
 RETRY_SECONDS = 1.0
 GENERATION_TTL_SECONDS = 86_400  # a scope's version outlives every value stored under it
 CACHE_HEADER = "X-Cache"
-_TOUCHED = "agenthub.cache.touched"
+_STALE_OWNERS = "agenthub.cache.stale_owners"
 
 
 # -- which users a unit of work wrote for --------------------------------------------------
 
 
-def touch(db: Recorder, *user_ids: str | None) -> None:
-    """Record that this unit of work changed these users' data (bulk statements call it; ORM
-    rows are recorded by themselves)."""
-    db.info.setdefault(_TOUCHED, set()).update(u for u in user_ids if u)
+def invalidate_cache_of(db: Recorder, *user_ids: str | None) -> None:
+    """Have these users' cached reads invalidated once this unit of work commits: it changed
+    their data (bulk statements call it; ORM rows are recorded by themselves)."""
+    db.info.setdefault(_STALE_OWNERS, set()).update(u for u in user_ids if u)
 
 
-def touch_everyone(db: AsyncSession) -> None:
+def invalidate_every_cache(db: AsyncSession) -> None:
     """Record a write whose owners are unknown (a purge across users): every entry is stale."""
-    touch(db, EVERYONE)
+    invalidate_cache_of(db, EVERYONE)
 
 
-def take_touched(db: Recorder) -> set[str]:
-    touched: set[str] = db.info.pop(_TOUCHED, set())
-    return touched
+def take_stale_owners(db: Recorder) -> set[str]:
+    owners: set[str] = db.info.pop(_STALE_OWNERS, set())
+    return owners
 
 
 @event.listens_for(Session, "after_flush")
@@ -97,7 +98,7 @@ def _record_owners(session: Session, _: Any) -> None:
     }
     owners.discard(None)
     if owners:
-        session.info.setdefault(_TOUCHED, set()).update(owners)
+        session.info.setdefault(_STALE_OWNERS, set()).update(owners)
 
 
 # -- the cache ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from agenthub.config import Settings
-from agenthub.core.cache import take_touched
+from agenthub.core.cache import take_stale_owners
 from agenthub.core.errors import AgentHubError
 from agenthub.core.events import Publisher, Recorder, log_publisher, take_pending
 from agenthub.core.text import surrogate_in, valid_text
@@ -147,7 +147,7 @@ class Database:
     async def _committed(self, unit: Recorder) -> None:
         """After a commit: the cached reads of the users it wrote for are invalidated, then
         its events are published."""
-        if owners := take_touched(unit):
+        if owners := take_stale_owners(unit):
             await self.invalidate(owners)
         if events := take_pending(unit):
             self.publisher(events)

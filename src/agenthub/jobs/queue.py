@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.core.cache import touch
+from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.events import emit
 from agenthub.db.base import utcnow
 from agenthub.jobs.models import Job, JobDependency
@@ -64,7 +64,7 @@ async def _rows(db: AsyncSession, stmt: Any) -> list[Job]:
     """The jobs a guarded UPDATE changed; their owners' cached stats are stale."""
     result = await db.scalars(_returning(stmt), execution_options={"populate_existing": True})
     jobs = list(result.all())
-    touch(db, *(job.user_id for job in jobs))
+    invalidate_cache_of(db, *(job.user_id for job in jobs))
     return jobs
 
 

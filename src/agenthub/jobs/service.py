@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.core.cache import touch, touch_everyone
+from agenthub.core.cache import invalidate_cache_of, invalidate_every_cache
 from agenthub.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
@@ -174,7 +174,7 @@ async def cancel(db: AsyncSession, job: Job) -> Job:
     )
     await db.execute(stmt)
     await db.refresh(job)
-    touch(db, job.user_id)
+    invalidate_cache_of(db, job.user_id)
     queue.announce(db, job, "job.canceled")
     if was_running:
         queue.interrupt(db, job.id)
@@ -227,7 +227,7 @@ async def delete_job(db: AsyncSession, user_id: str, job_id: str) -> None:
     if job.status not in FINAL_STATUSES:
         raise Conflict(f"Job {job.id!r} is {job.status}; cancel it before deleting it.")
     await db.execute(delete(Job).where(Job.id == job.id))
-    touch(db, job.user_id)
+    invalidate_cache_of(db, job.user_id)
 
 
 async def purge_finished(
@@ -241,5 +241,5 @@ async def purge_finished(
     )
     deleted = int(result.rowcount)  # type: ignore[attr-defined]
     if deleted:
-        touch_everyone(db)
+        invalidate_every_cache(db)
     return deleted

@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from agenthub.core.cache import touch
+from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.errors import NotFound
 from agenthub.core.events import emit
 from agenthub.core.ids import new_id
@@ -62,7 +62,7 @@ async def append_message(
     )
     # Inserted as a row, not through the unit of work (a third of an append's time).
     await db.execute(_INSERT_MESSAGE, row)
-    touch(db, chat.user_id)  # the owner's cached stats are stale
+    invalidate_cache_of(db, chat.user_id)  # the owner's cached stats are stale
     counters = await db.execute(
         _COUNT_MESSAGE, _counts(chat.id, prompt_tokens, completion_tokens, now)
     )
@@ -94,7 +94,7 @@ async def append_to_active(unit: Unit, chat: Row, new: MessageCreate) -> Row:
         now=now,
     )
     await unit.execute(_INSERT_MESSAGE, row)
-    touch(unit, chat["user_id"])
+    invalidate_cache_of(unit, chat["user_id"])
     counts = _counts(chat["id"], new.prompt_tokens, new.completion_tokens, now)
     updated = await unit.row(_COUNT_MESSAGE, counts)
     if updated is None:  # gone since it was read

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.models import Agent
 from agenthub.auth.service import add_usage
-from agenthub.core.cache import touch
+from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.ids import new_id
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.ownership import owned_by
@@ -133,7 +133,7 @@ async def _attribute(db: AsyncSession, job: Job, chat: ChatSession) -> None:
             .values(session_id=chat.id, agent_id=chat.agent_id)
             .execution_options(synchronize_session=False)
         )
-        touch(db, job.user_id)
+        invalidate_cache_of(db, job.user_id)
 
 
 def _chat_messages(system_prompt: str | None, history: list[Message]) -> list[ChatMessage]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.models import Agent
 from agenthub.auth.models import User
-from agenthub.core.cache import touch_everyone
+from agenthub.core.cache import invalidate_every_cache
 from agenthub.core.errors import Conflict, FieldError, ValidationFailed
 from agenthub.core.events import Recorder, emit, user_channel
 from agenthub.core.ownership import check_owned_reference, owned_by
@@ -215,7 +215,7 @@ async def purge_deleted_sessions(db: AsyncSession, cutoff: datetime, limit: int)
     result = await db.execute(delete(ChatSession).where(ChatSession.id.in_(expired)))
     deleted = int(result.rowcount)  # type: ignore[attr-defined]
     if deleted:
-        touch_everyone(db)  # their tokens still count in their agents' metrics
+        invalidate_every_cache(db)  # their tokens still count in their agents' metrics
     return deleted
 
 
