@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.core.errors import AgentHubError, render_error
+from agenthub.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from agenthub.core.ratelimit import consume_user_limit
 from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt
 from agenthub.db.engine import Database
@@ -120,6 +121,16 @@ def query_of(scope: Scope) -> Query | None:
     pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     query = dict(pairs)
     return query if len(query) == len(pairs) else None
+
+
+def first_page_query(query: Query, default_order: str) -> tuple[int, str] | None:
+    """The `limit` and `order` of a first page asked for plainly (no other parameter, plain
+    values, the list routes' defaults); None otherwise."""
+    limit = count(query.get("limit", str(DEFAULT_LIMIT)), MAX_LIMIT)
+    order = query.get("order", default_order)
+    if not set(query) <= {"limit", "order"} or not limit or order not in ("asc", "desc"):
+        return None
+    return limit, order
 
 
 def first_page(rows: list[Row], limit: int) -> dict[str, Any]:

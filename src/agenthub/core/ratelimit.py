@@ -67,6 +67,10 @@ class Windows(Protocol):
         `record`, whether one more hit would be allowed."""
         ...
 
+    async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> bool:
+        """Record a hit unless the window is full (False then)."""
+        ...
+
 
 class RedisWindows:
     """`Windows` of `limits`' moving-window strategy over its Redis storage."""
@@ -80,6 +84,9 @@ class RedisWindows:
         counted = await self.strategy.hit(item, *identifiers) if record else True
         stats = await self.strategy.get_window_stats(item, *identifiers)
         return (counted if record else stats.remaining > 0), stats
+
+    async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> bool:
+        return await self.strategy.hit(item, *identifiers)
 
 
 @dataclass(frozen=True)
@@ -236,7 +243,8 @@ class RateLimiter:
 
     async def hit(self, limit: str, *keys: str) -> bool:
         """Record one hit; False when the window was already full."""
-        return (await self.acquire(limit, *keys)).allowed
+        item = self._item(limit)
+        return await self._run(lambda windows: windows.hit(item, keys))
 
 
 def _refusal(group: str, quota: Quota) -> RateLimited:

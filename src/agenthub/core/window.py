@@ -69,6 +69,10 @@ class MemoryWindows:
         start = window.hits[0] if window.hits else now
         return allowed, WindowStats(start + item.get_expiry(), item.amount - len(window.hits))
 
+    async def hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> bool:
+        allowed, _ = await self.count(item, identifiers, record=True)
+        return allowed
+
     def _sweep(self, now: float) -> None:
         """Forget the keys whose windows hold no hit any more."""
         self._next_sweep = now + SWEEP_SECONDS

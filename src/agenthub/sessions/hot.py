@@ -35,11 +35,12 @@ from agenthub.core.hot import (
     count,
     count_caller,
     first_page,
+    first_page_query,
     render,
 )
 from agenthub.core.ids import is_valid
 from agenthub.core.middleware import Replay, header
-from agenthub.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from agenthub.core.pagination import Page
 from agenthub.db.engine import Database
 from agenthub.db.unit import Row, Unit
 from agenthub.sessions import messages
@@ -124,10 +125,10 @@ async def _page(
     unit: Unit, scope: Scope, claims: Claims, params: tuple[str, ...], query: Query
 ) -> bytes | None:
     """`GET /v1/sessions/{id}/messages[?limit=N][&order=asc|desc]`: no cursor, no filter."""
-    limit = count(query.get("limit", "50"), MAX_LIMIT)
-    order = query.get("order", "asc")
-    if not set(query) <= {"limit", "order"} or not limit or order not in ("asc", "desc"):
+    asked = first_page_query(query, "asc")
+    if asked is None:
         return None
+    limit, order = asked
     chat = await _owned_chat(unit, scope, claims, params[0])
     if chat is None:
         return None
@@ -140,10 +141,10 @@ async def _list(
 ) -> bytes | None:
     """`GET /v1/sessions[?limit=N][&order=asc|desc]`: the first page of the active sessions,
     no cursor, no filter."""
-    limit = count(query.get("limit", str(DEFAULT_LIMIT)), MAX_LIMIT)
-    order = query.get("order", "desc")
-    if not set(query) <= {"limit", "order"} or not limit or order not in ("asc", "desc"):
+    asked = first_page_query(query, "desc")
+    if asked is None:
         return None
+    limit, order = asked
     user = await unit.row(ACTIVE_USER_ROW, login_params(claims))
     if user is None:  # the route answers 401
         return None
