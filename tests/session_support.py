@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from agenthub.agents.models import Agent
-from agenthub.projects.models import Project
+from agenthub.db.models.agents import Agent
+from agenthub.db.models.projects import Project
 from support import Account, assert_problem
 
 

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from agenthub.core.events import DomainEvent
-from agenthub.sessions.models import ChatSession
+from agenthub.db.models.sessions import ChatSession
 
 PASSWORD = "correct horse battery"
 

@@ -45,9 +45,9 @@ from agenthub.jobs.router import admin_router as jobs_admin_router
 from agenthub.jobs.router import router as jobs_router
 from agenthub.jobs.worker import Worker
 from agenthub.jobs.workflows_router import router as workflows_router
+from agenthub.monitoring.exposition import mark_process_dead
 from agenthub.monitoring.health import report
 from agenthub.monitoring.health import router as health_router
-from agenthub.monitoring.metrics import mark_process_dead
 from agenthub.monitoring.monitor import Monitor
 from agenthub.monitoring.reporter import StatusReporter
 from agenthub.monitoring.router import metrics_router

@@ -145,7 +145,7 @@ def multiprocess_metrics(processes: int) -> Iterator[None]:
     """With several server processes, give them a private `PROMETHEUS_MULTIPROC_DIR` (set
     before uvicorn spawns them, removed at exit) so `/metrics` sums all of them. A directory
     the operator configured is used as it is."""
-    from agenthub.monitoring.metrics import MULTIPROCESS_ENV
+    from agenthub.monitoring.exposition import MULTIPROCESS_ENV
 
     if processes < 2 or os.environ.get(MULTIPROCESS_ENV):
         yield

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from agenthub.auth.models import RefreshToken, User
+from agenthub.db.models.auth import RefreshToken, User
 from conftest import TEST_SECRET, AccountFactory, asgi_client, custom_app
 from support import (
     PASSWORD,

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from agenthub.auth.models import ApiKey
+from agenthub.db.models.auth import ApiKey
 from conftest import AccountFactory
 from support import (
     PASSWORD,

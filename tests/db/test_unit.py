@@ -12,7 +12,7 @@ from sqlalchemy import Table, bindparam, insert, select
 
 from agenthub.core.events import emit
 from agenthub.db.engine import Database
-from agenthub.sessions.models import ChatSession, Message
+from agenthub.db.models.sessions import ChatSession, Message
 from support import Account, record_events, seed_session
 
 MESSAGES = cast(Table, Message.__table__)

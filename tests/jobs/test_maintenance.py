@@ -19,16 +19,16 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
-from agenthub.auth.models import User
 from agenthub.config import Settings
-from agenthub.core.idempotency import IdempotencyRecord
 from agenthub.core.ids import new_id
 from agenthub.db.base import utcnow
+from agenthub.db.models.auth import User
+from agenthub.db.models.idempotency import IdempotencyRecord
+from agenthub.db.models.jobs import FINAL_STATUSES, Job
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.files.storage import key_for
 from agenthub.jobs import service
-from agenthub.jobs.models import FINAL_STATUSES, Job
 from agenthub.jobs.registry import KINDS
-from agenthub.sessions.models import ChatSession, Message
 from conftest import AccountFactory
 from jobs_support import create_job, wait_job
 from session_support import new_session, post_message

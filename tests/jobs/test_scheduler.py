@@ -21,7 +21,7 @@ from sqlalchemy import delete, select, update
 
 from agenthub.db.base import utcnow
 from agenthub.db.engine import Database
-from agenthub.jobs.models import Job, JobSchedule
+from agenthub.db.models.jobs import Job, JobSchedule
 from agenthub.jobs.registry import KINDS
 from agenthub.jobs.scheduler import run_due_schedules
 from agenthub.jobs.service import cancel

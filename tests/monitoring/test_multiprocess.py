@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agenthub.cli import multiprocess_metrics
-from agenthub.monitoring.metrics import MULTIPROCESS_ENV
+from agenthub.monitoring.exposition import MULTIPROCESS_ENV
 from conftest import TEST_SECRET
 from jobs.worker_support import redis_prefix
 from monitoring.deploy_support import poll

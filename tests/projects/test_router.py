@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from agenthub.core.ids import new_id
-from agenthub.sessions.models import ChatSession
+from agenthub.db.models.sessions import ChatSession
 from conftest import AccountFactory
 from support import (
     Account,

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import delete, update
 
-from agenthub.ideas.models import Idea
+from agenthub.db.models.ideas import Idea
 from conftest import AccountFactory
 from ideas_support import generated
 from search_support import check_index

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete, update
 
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.search import sqlite as sqlite_search
-from agenthub.sessions.models import ChatSession, Message
 from conftest import AccountFactory
 from search_support import check_index
 from session_support import new_session as create_session

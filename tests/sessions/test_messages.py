@@ -14,7 +14,7 @@ from sqlalchemy import insert, update
 
 from agenthub.core.ids import new_id
 from agenthub.db.base import utcnow
-from agenthub.sessions.models import ChatSession, Message
+from agenthub.db.models.sessions import ChatSession, Message
 from conftest import AccountFactory
 from jobs_support import wait_job
 from session_support import (

@@ -9,7 +9,6 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.config import parse_config
-from agenthub.agents.models import Agent
 from agenthub.agents.schemas import (
     AgentMetrics,
     AgentOut,
@@ -22,10 +21,11 @@ from agenthub.core.events import emit, user_channel
 from agenthub.core.ownership import check_owned_reference, get_owned, owned_by
 from agenthub.core.pagination import PageParams, contains_text, sorted_keyset_page
 from agenthub.core.schemas import apply_changes
-from agenthub.jobs.models import Job
+from agenthub.db.models.agents import Agent
+from agenthub.db.models.jobs import Job
+from agenthub.db.models.projects import Project
+from agenthub.db.models.sessions import ChatSession
 from agenthub.jobs.stats import SAMPLE, percentiles
-from agenthub.projects.models import Project
-from agenthub.sessions.models import ChatSession
 from agenthub.sessions.reply import KIND as REPLY_KIND
 
 PREFIX = "agt"

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth.models import AuditEvent
+from agenthub.db.models.auth import AuditEvent
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth.models import ApiKey, Login, User
 from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt, token_digest
 from agenthub.db.base import utcnow
+from agenthub.db.models.auth import ApiKey, Login, User
 
 API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 

@@ -11,7 +11,6 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from agenthub.auth import credentials
 from agenthub.auth.audit import ClientInfo
 from agenthub.auth.credentials import Credential
-from agenthub.auth.models import User
 from agenthub.config import Settings
 from agenthub.core.errors import Forbidden, Unauthorized
 from agenthub.core.ratelimit import (
@@ -21,6 +20,7 @@ from agenthub.core.ratelimit import (
     request_limits,
 )
 from agenthub.core.security import PasswordHasher, csrf_token, same
+from agenthub.db.models.auth import User
 from agenthub.db.session import DbSession
 
 ACCESS_COOKIE = "access_token"

@@ -10,9 +10,9 @@ from sqlalchemy import Table, bindparam, select
 from starlette.types import Scope
 
 from agenthub.auth.credentials import ACTIVE_USER_ROW, login_params
-from agenthub.auth.models import ApiKey
 from agenthub.auth.schemas import Profile
 from agenthub.core.hot import Claims, HotRead, Query, Template, count_caller
+from agenthub.db.models.auth import ApiKey
 from agenthub.db.unit import Unit
 
 _KEYS = cast(Table, ApiKey.__table__)

@@ -14,11 +14,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.auth.audit import ClientInfo, audit
-from agenthub.auth.models import Login, RefreshToken, User
 from agenthub.core.errors import NotFound, Unauthorized
 from agenthub.core.events import credentials_revoked
 from agenthub.core.security import new_opaque_token, token_digest
 from agenthub.db.base import utcnow
+from agenthub.db.models.auth import Login, RefreshToken, User
 
 _INVALID_REFRESH = "The refresh token is invalid or expired."
 

@@ -22,7 +22,6 @@ from agenthub.auth.deps import (
     Limits,
     check_csrf,
 )
-from agenthub.auth.models import Login
 from agenthub.auth.schemas import (
     CookieSession,
     LoginRequest,
@@ -41,6 +40,7 @@ from agenthub.core.security import (
     encode_access_token,
     looks_like_jwt,
 )
+from agenthub.db.models.auth import Login
 from agenthub.db.session import DbSession
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])

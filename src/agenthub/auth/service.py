@@ -9,13 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.auth.logins import end_logins
-from agenthub.auth.models import ApiKey, User
 from agenthub.auth.passwords import acceptable, login_forms, normalized
 from agenthub.core.errors import Conflict
 from agenthub.core.events import credentials_revoked
 from agenthub.core.ownership import get_owned, owned_by
 from agenthub.core.security import API_KEY_DISPLAY_CHARS, PasswordHasher, new_api_key, token_digest
 from agenthub.db.base import utcnow
+from agenthub.db.models.auth import ApiKey, User
 
 
 async def create_user(

@@ -19,7 +19,6 @@ from agenthub.auth.deps import (
     Hasher,
     Limits,
 )
-from agenthub.auth.models import AuditEvent, User
 from agenthub.auth.router import clear_auth_cookies
 from agenthub.auth.schemas import (
     ApiKeyCreate,
@@ -35,6 +34,7 @@ from agenthub.auth.schemas import (
 from agenthub.core.errors import Forbidden, NotFound, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, keyset_page, page_params
+from agenthub.db.models.auth import AuditEvent, User
 from agenthub.db.session import DbSession
 
 router = APIRouter(prefix="/v1/user", tags=["user"], responses=problem_responses(401))

@@ -16,29 +16,18 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
-from sqlalchemy import JSON, String, delete, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 from starlette.responses import JSONResponse
 
 from agenthub.core.errors import Conflict, FieldError, ValidationFailed
-from agenthub.db.base import Base, utcnow
+from agenthub.db.base import utcnow
+from agenthub.db.models.idempotency import IdempotencyRecord
 from agenthub.db.session import DbSession
 
 TTL = timedelta(hours=24)
 REPLAY_HEADER = "Idempotent-Replayed"
-
-
-class IdempotencyRecord(Base):
-    __tablename__ = "idempotency_keys"
-
-    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status_code: Mapped[int]
-    body: Mapped[Any] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class StreamedBody(Protocol):

@@ -31,8 +31,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.core.errors import RateLimited, problem_response
+from agenthub.core.metrics import RATE_LIMITED
 from agenthub.core.window import MemoryWindows
-from agenthub.monitoring.metrics import RATE_LIMITED
 
 if TYPE_CHECKING:
     from redis.asyncio import BlockingConnectionPool

@@ -8,8 +8,8 @@ from fastapi import Depends, Path, Request
 
 from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.core.ownership import get_owned
+from agenthub.db.models.files import StoredFile
 from agenthub.db.session import DbSession
-from agenthub.files.models import StoredFile
 from agenthub.files.service import UploadPolicy
 from agenthub.files.storage import LocalStorage, Storage
 

@@ -16,11 +16,11 @@ from agenthub.core.cache import AppCache
 from agenthub.core.errors import BadRequest, NotFound, UnsupportedMediaType, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, page_params
+from agenthub.db.models.files import PURPOSES
 from agenthub.db.session import DbSession
 from agenthub.files import service, validation
 from agenthub.files.deps import FileStorage, OwnedFile, Policy
 from agenthub.files.filenames import content_disposition
-from agenthub.files.models import PURPOSES
 from agenthub.files.multipart import MultipartReader, boundary_of
 from agenthub.files.schemas import (
     FileOut,

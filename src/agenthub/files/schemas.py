@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.schemas import Omittable
-from agenthub.files.models import StoredFile
+from agenthub.db.models.files import StoredFile
 
 Purpose = Literal["attachment", "agent_config", "document"]
 

@@ -27,8 +27,8 @@ from agenthub.core.ownership import owned_by
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.core.text import dotted, not_unicode, surrogate_in
 from agenthub.db.base import utcnow
+from agenthub.db.models.files import PURPOSES, StoredFile
 from agenthub.files.filenames import FALLBACK_NAME, sanitize_filename
-from agenthub.files.models import PURPOSES, StoredFile
 from agenthub.files.multipart import Part
 from agenthub.files.schemas import Bucket, FileOut, FilePatch, FileStats, Tags
 from agenthub.files.sniff import Sniffer

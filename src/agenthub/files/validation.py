@@ -9,7 +9,7 @@ from collections.abc import Collection
 from typing import Any
 
 from agenthub.core.errors import UnsupportedMediaType
-from agenthub.files.models import StoredFile
+from agenthub.db.models.files import StoredFile
 from agenthub.files.schemas import ValidationCheck, ValidationReport
 from agenthub.files.sniff import TEXT_TYPES, Sniffer
 from agenthub.files.storage import ObjectNotFound, Storage

@@ -6,8 +6,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.db.base import utcnow
+from agenthub.db.models.ideas import Idea
 from agenthub.ideas import spec
-from agenthub.ideas.models import Idea
 from agenthub.ideas.schemas import Spec, SpecGenerateInput, SpecGenerateResult
 from agenthub.jobs.context import JobContext, JobFailed, Write
 from agenthub.jobs.kinds import stream_completion, usage_of

@@ -13,10 +13,10 @@ from agenthub.core.errors import NotFound
 from agenthub.core.ids import new_id
 from agenthub.core.ownership import owned_by
 from agenthub.core.pagination import PageParams, keyset_page
+from agenthub.db.models.ideas import Idea
+from agenthub.db.models.jobs import Job
 from agenthub.ideas.generate import KIND
-from agenthub.ideas.models import Idea
 from agenthub.jobs import service as jobs
-from agenthub.jobs.models import Job
 from agenthub.search.service import ideas_matching
 
 PREFIX = "ide"

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthub.config import Settings
 from agenthub.core.events import DomainEvent
 from agenthub.db.engine import Database
+from agenthub.db.models.jobs import Job
 from agenthub.jobs import queue
-from agenthub.jobs.models import Job
 from agenthub.runners.registry import Runners
 
 Write = Callable[[AsyncSession], Awaitable[None]]

@@ -10,11 +10,11 @@ from sqlalchemy import Table, bindparam, select
 from starlette.types import Scope
 
 from agenthub.auth.credentials import ACTIVE_LOGIN, login_params
-from agenthub.auth.models import User
 from agenthub.core.hot import Claims, HotRead, Query, Template, count_caller
 from agenthub.core.ids import is_valid
+from agenthub.db.models.auth import User
+from agenthub.db.models.jobs import Job
 from agenthub.db.unit import Unit
-from agenthub.jobs.models import Job
 from agenthub.jobs.schemas import JobOut
 
 _JOBS = cast(Table, Job.__table__)

@@ -8,10 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agenthub.core.jsondata import JsonObject
+from agenthub.core.metrics import TOKEN_USAGE
 from agenthub.core.text import valid_text
 from agenthub.jobs.context import JobContext
 from agenthub.jobs.registry import job_kind
-from agenthub.monitoring.metrics import TOKEN_USAGE
 from agenthub.runners.base import ChatMessage, Completion, RunRequest
 
 RunnerName = Literal["openai", "cli", "echo"]

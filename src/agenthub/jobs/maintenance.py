@@ -21,10 +21,10 @@ from agenthub.auth.service import purge_deleted_users
 from agenthub.core.idempotency import purge_expired
 from agenthub.db.base import utcnow
 from agenthub.db.engine import Database
+from agenthub.db.models.jobs import FINAL_STATUSES
 from agenthub.files.service import sweep_orphans
 from agenthub.files.storage import LocalStorage
 from agenthub.jobs.context import JobContext
-from agenthub.jobs.models import FINAL_STATUSES
 from agenthub.jobs.registry import job_kind
 from agenthub.jobs.service import purge_finished
 from agenthub.sessions.service import purge_deleted_sessions

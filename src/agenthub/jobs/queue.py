@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.events import emit
 from agenthub.db.base import utcnow
-from agenthub.jobs.models import Job, JobDependency
+from agenthub.db.models.jobs import Job, JobDependency
 from agenthub.jobs.schemas import JobOut
 
 WAKE_CHANNEL = "jobs"

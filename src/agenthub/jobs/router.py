@@ -13,9 +13,9 @@ from agenthub.core.errors import AgentHubError, problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import CursorPaging, Page
 from agenthub.db.base import utcnow
+from agenthub.db.models.jobs import Job
 from agenthub.db.session import DbSession
 from agenthub.jobs import service
-from agenthub.jobs.models import Job
 from agenthub.jobs.schemas import (
     JobBulk,
     JobBulkItem,

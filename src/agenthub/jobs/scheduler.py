@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthub.config import Settings
 from agenthub.db.base import utcnow
 from agenthub.db.engine import Database
-from agenthub.jobs.models import OPEN_STATUSES, Job, JobSchedule
+from agenthub.db.models.jobs import OPEN_STATUSES, Job, JobSchedule
 from agenthub.jobs.registry import KINDS, Kind
 from agenthub.jobs.service import NewJob, enqueue
 

@@ -14,8 +14,8 @@ from agenthub.core.cache import invalidate_cache_of, invalidate_every_cache
 from agenthub.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
+from agenthub.db.models.jobs import FINAL_STATUSES, OPEN_STATUSES, Job, JobDependency, Workflow
 from agenthub.jobs import queue
-from agenthub.jobs.models import FINAL_STATUSES, OPEN_STATUSES, Job, JobDependency, Workflow
 from agenthub.jobs.registry import Kind, get_kind, parse_input
 
 RETRYABLE_STATUSES = ("failed", "canceled")

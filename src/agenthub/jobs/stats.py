@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.schemas import LatencyPercentiles
 from agenthub.db.base import utcnow
-from agenthub.jobs.models import Job
+from agenthub.db.models.jobs import Job
 from agenthub.jobs.schemas import JobStats, KindQueue, QueueInfo, Throughput
 
 S = TypeVar("S", bound="Select[*tuple[Any, ...]]")

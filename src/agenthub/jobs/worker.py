@@ -24,15 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthub.config import Settings
 from agenthub.core.errors import ValidationFailed
 from agenthub.core.ids import new_id
+from agenthub.core.metrics import JOB_DURATION, JOBS
 from agenthub.db.diagnosis import Problem, readiness_problem
 from agenthub.db.engine import Database
+from agenthub.db.models.jobs import Job
 from agenthub.jobs import queue
 from agenthub.jobs.context import JobContext, JobFailed
-from agenthub.jobs.models import Job
 from agenthub.jobs.registry import KINDS, parse_input
 from agenthub.jobs.scheduler import run_due_schedules
 from agenthub.jobs.workflows import resolve_input
-from agenthub.monitoring.metrics import JOB_DURATION, JOBS
 from agenthub.realtime.broker import BrokerUnavailable, Event
 from agenthub.realtime.hub import Hub
 from agenthub.runners.base import RunnerError

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthub.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.engine import Database
+from agenthub.db.models.jobs import OPEN_STATUSES, Job, Workflow
 from agenthub.jobs import service
 from agenthub.jobs.context import JobFailed
-from agenthub.jobs.models import OPEN_STATUSES, Job, Workflow
 from agenthub.jobs.registry import Kind, get_kind, parse_input
 from agenthub.jobs.schemas import JobError, JobStatus
 from agenthub.jobs.workflow_schemas import (

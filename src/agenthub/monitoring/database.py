@@ -11,13 +11,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from agenthub.db.engine import Database
-from agenthub.monitoring.metrics import (
+from agenthub.core.metrics import (
     DB_POOL_CHECKED_OUT,
     DB_POOL_CONNECTIONS,
     DB_POOL_SIZE,
     DB_QUERY_DURATION,
 )
+from agenthub.db.engine import Database
 from agenthub.monitoring.performance import percentile
 
 MAX_QUERIES = 20_000

@@ -19,25 +19,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub import __version__
 from agenthub.config import Settings
-from agenthub.core.middleware import FinishedRequest
-from agenthub.db.base import utcnow
-from agenthub.db.engine import Database
-from agenthub.jobs.models import Job
-from agenthub.jobs.worker import WORKERS_KEY
-from agenthub.monitoring.alerts import Alert, Alerts, rules
-from agenthub.monitoring.database import QueryTimer, instrument
-from agenthub.monitoring.metrics import (
+from agenthub.core.metrics import (
     HTTP_DURATION,
     HTTP_REQUESTS,
     HTTP_STREAM_DURATION,
     WEBSOCKET_CONNECTIONS,
     WEBSOCKET_DISCONNECTIONS,
-    GaugeSource,
 )
+from agenthub.core.middleware import FinishedRequest
+from agenthub.db.base import utcnow
+from agenthub.db.engine import Database
+from agenthub.db.models.jobs import Job
+from agenthub.db.models.sessions import ChatSession
+from agenthub.jobs.worker import WORKERS_KEY
+from agenthub.monitoring.alerts import Alert, Alerts, rules
+from agenthub.monitoring.database import QueryTimer, instrument
+from agenthub.monitoring.exposition import GaugeSource
 from agenthub.monitoring.performance import EventWindow, Figures, Performance
 from agenthub.realtime.broker import Broker, BrokerUnavailable, JsonDict
 from agenthub.realtime.hub import CONNECTIONS_KEY
-from agenthub.sessions.models import ChatSession
 
 SNAPSHOT_MAX_AGE = 1.0
 UNMONITORED_PREFIXES = ("/v1/health", "/metrics", "/status")

@@ -13,19 +13,19 @@ from sqlalchemy import func, select
 from starlette.responses import Response
 
 from agenthub import __version__
-from agenthub.agents.models import Agent
 from agenthub.auth.deps import AdminUser
-from agenthub.auth.models import User
 from agenthub.core.errors import problem_responses
+from agenthub.db.models.agents import Agent
+from agenthub.db.models.auth import User
+from agenthub.db.models.jobs import Job
+from agenthub.db.models.projects import Project
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.db.session import DbSession
-from agenthub.jobs.models import Job
 from agenthub.monitoring.alerts import Alert
 from agenthub.monitoring.database import PoolState, QueryLatency, pool_state
-from agenthub.monitoring.metrics import CONTENT_TYPE_LATEST, exposition
+from agenthub.monitoring.exposition import CONTENT_TYPE_LATEST, exposition
 from agenthub.monitoring.monitor import Monitor, Snapshot
 from agenthub.monitoring.performance import Figures, RouteStats
-from agenthub.projects.models import Project
-from agenthub.sessions.models import ChatSession, Message
 
 router = APIRouter(
     prefix="/v1/monitoring", tags=["monitoring"], responses=problem_responses(401, 403)

@@ -8,14 +8,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.agents.models import Agent
 from agenthub.core.events import emit, user_channel
 from agenthub.core.ownership import get_owned, owned_by
 from agenthub.core.pagination import PageParams, contains_text, sorted_keyset_page
 from agenthub.core.schemas import apply_changes
-from agenthub.projects.models import PROJECT_STATUSES, Project
+from agenthub.db.models.agents import Agent
+from agenthub.db.models.projects import PROJECT_STATUSES, Project
+from agenthub.db.models.sessions import ChatSession
 from agenthub.projects.schemas import ProjectOut, ProjectStats, ProjectUsage
-from agenthub.sessions.models import ChatSession
 
 PREFIX = "prj"
 

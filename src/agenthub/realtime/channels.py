@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agenthub.jobs.models import Job, Workflow
-from agenthub.sessions.models import ChatSession
+from agenthub.db.models.jobs import Job, Workflow
+from agenthub.db.models.sessions import ChatSession
 
 CHANNEL_PATTERN = r"^(system|(user|session|job|workflow|room):[A-Za-z0-9_.:\-]{1,128})$"
 _CHANNEL = re.compile(CHANNEL_PATTERN)

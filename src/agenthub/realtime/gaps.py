@@ -8,25 +8,14 @@ marked itself, and a relay that starts applies every mark it finds."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import String, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from agenthub.db.base import Base, utcnow
-
-
-class RealtimeGap(Base):
-    __tablename__ = "realtime_gaps"
-
-    channel: Mapped[str] = mapped_column(String(140), primary_key=True)
-    relay: Mapped[str] = mapped_column(String(40), primary_key=True)
-    marks: Mapped[int]
-    """How often the relay marked the channel; a row changed since it was read stays."""
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+from agenthub.db.base import utcnow
+from agenthub.db.models.realtime import RealtimeGap
 
 
 class Mark(NamedTuple):

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agenthub.config import Settings
-from agenthub.monitoring.metrics import count_event
+from agenthub.core.metrics import count_event
 from agenthub.realtime.broker import BrokerListener, Event, History, JsonDict
 
 

@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from agenthub.config import Settings
-from agenthub.monitoring.metrics import count_event
+from agenthub.core.metrics import count_event
 from agenthub.realtime.broker import (
     BrokerListener,
     BrokerUnavailable,

@@ -12,8 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect
 
 from agenthub.config import Settings
+from agenthub.core.metrics import RATE_LIMITED
 from agenthub.core.ratelimit import RateLimiter
-from agenthub.monitoring.metrics import RATE_LIMITED
 from agenthub.realtime import frames
 from agenthub.realtime.auth import authenticate, expires_in
 from agenthub.realtime.broker import Event, dumps

@@ -23,9 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
-from agenthub.ideas.models import Idea
+from agenthub.db.models.ideas import Idea
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.search.highlight import Markers
-from agenthub.sessions.models import ChatSession, Message
 
 # The text search configuration of the generated columns: no stemming, no stop words.
 CONFIG: ColumnElement[Any] = literal_column("'simple'::regconfig")

@@ -23,9 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agenthub.ideas.models import Idea
+from agenthub.db.models.ideas import Idea
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.search.highlight import Markers
-from agenthub.sessions.models import ChatSession, Message
 
 SNIPPET_TOKENS = 16
 ELLIPSIS = "…"

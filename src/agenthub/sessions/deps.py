@@ -8,8 +8,8 @@ from fastapi import Depends, Path
 
 from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.core.ownership import get_owned
+from agenthub.db.models.sessions import ChatSession
 from agenthub.db.session import DbSession
-from agenthub.sessions.models import ChatSession
 
 SessionId = Annotated[str, Path(max_length=64)]
 

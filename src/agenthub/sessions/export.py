@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from agenthub.db.base import utcnow
-from agenthub.sessions.models import Message, ToolExecution
+from agenthub.db.models.sessions import Message, ToolExecution
 from agenthub.sessions.schemas import MessageOut, SessionOut, ToolOut
 
 BATCH = 500

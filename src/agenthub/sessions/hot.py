@@ -22,7 +22,6 @@ from sqlalchemy import Table, bindparam, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.auth.credentials import ACTIVE_LOGIN, ACTIVE_USER_ROW, login_params
-from agenthub.auth.models import User
 from agenthub.config import Settings
 from agenthub.core.errors import AgentHubError, render_error, render_unexpected
 from agenthub.core.hot import (
@@ -42,9 +41,10 @@ from agenthub.core.ids import is_valid
 from agenthub.core.middleware import Replay, header
 from agenthub.core.pagination import Page
 from agenthub.db.engine import Database
+from agenthub.db.models.auth import User
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.db.unit import Row, Unit
 from agenthub.sessions import messages
-from agenthub.sessions.models import ChatSession, Message
 from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
 
 MAX_EMBEDDED = 200

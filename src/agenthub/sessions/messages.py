@@ -21,8 +21,8 @@ from agenthub.core.events import emit
 from agenthub.core.ids import new_id
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.db.unit import Row, Unit
-from agenthub.sessions.models import ChatSession, Message
 from agenthub.sessions.schemas import MessageCreate, MessageOut
 from agenthub.sessions.service import announce, enforce_limit, ensure_writable, lock_owner
 

@@ -34,19 +34,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.agents.models import Agent
 from agenthub.auth.service import add_usage
 from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.ids import new_id
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.ownership import owned_by
+from agenthub.db.models.agents import Agent
+from agenthub.db.models.jobs import Job
+from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.jobs.context import JobContext, JobFailed, Write
 from agenthub.jobs.kinds import RunnerName, stream_completion, usage_of
-from agenthub.jobs.models import Job
 from agenthub.jobs.registry import job_kind
 from agenthub.runners.base import ChatMessage, ChatRole, Completion, RunRequest, ToolCall
 from agenthub.sessions.messages import append_message, last_messages
-from agenthub.sessions.models import ChatSession, Message
 from agenthub.sessions.schemas import TOOL_TYPE_PATTERN
 from agenthub.sessions.tools import create_tool, progress_tool
 

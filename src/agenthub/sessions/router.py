@@ -13,11 +13,11 @@ from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, page_params
+from agenthub.db.models.sessions import ChatSession
 from agenthub.db.session import DbSession, get_database
 from agenthub.sessions import export, messages, service
 from agenthub.sessions.deps import OwnedSession, SessionLimit
 from agenthub.sessions.messages_router import router as messages_router
-from agenthub.sessions.models import ChatSession
 from agenthub.sessions.schemas import (
     MessageOut,
     SessionChange,

@@ -21,8 +21,8 @@ from pydantic import (
 from agenthub.agents.schemas import TYPE_PATTERN
 from agenthub.core.jsondata import JsonObject, plain_json
 from agenthub.core.schemas import Omittable
+from agenthub.db.models.sessions import session_status
 from agenthub.jobs.schemas import JobOut
-from agenthub.sessions.models import session_status
 
 TOOL_TYPE_PATTERN = r"^[a-z][a-z0-9_.\-]{0,31}$"
 MAX_CONTENT = 100_000

@@ -15,17 +15,17 @@ from typing import Any
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.agents.models import Agent
-from agenthub.auth.models import User
 from agenthub.core.cache import invalidate_every_cache
 from agenthub.core.errors import Conflict, FieldError, ValidationFailed
 from agenthub.core.events import Recorder, emit, user_channel
 from agenthub.core.ownership import check_owned_reference, owned_by
 from agenthub.core.pagination import PageParams, contains_text, keyset_page
 from agenthub.db.base import utcnow
+from agenthub.db.models.agents import Agent
+from agenthub.db.models.auth import User
+from agenthub.db.models.projects import Project
+from agenthub.db.models.sessions import ChatSession
 from agenthub.db.unit import Row
-from agenthub.projects.models import Project
-from agenthub.sessions.models import ChatSession
 from agenthub.sessions.schemas import AgentTypeStats, SessionOut, SessionStats, StatsRow
 
 DEFAULT_TITLE = "New chat"

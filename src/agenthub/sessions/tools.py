@@ -13,7 +13,7 @@ from agenthub.core.errors import Conflict, FieldError, NotFound, ValidationFaile
 from agenthub.core.events import emit
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
-from agenthub.sessions.models import TOOL_FINAL_STATUSES, ChatSession, Message, ToolExecution
+from agenthub.db.models.sessions import TOOL_FINAL_STATUSES, ChatSession, Message, ToolExecution
 from agenthub.sessions.schemas import ToolOut
 from agenthub.sessions.service import ensure_writable
 
