@@ -33,12 +33,13 @@ install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
 test: install-dev
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=term:skip-covered
 
 lint: install-dev
 	$(PY) -m ruff check src tests bench
 	$(PY) -m ruff format --check src tests bench
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install-dev
 	$(PY) -m ruff format src tests bench

@@ -10,8 +10,8 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from agenthub.app import HOT_READS
-from agenthub.core.hot import HotReads
 from agenthub.sessions.hot import HotAppend
+from agenthub.web.hot import HotReads
 from session_support import expect
 from support import Account
 

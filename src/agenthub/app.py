@@ -20,7 +20,6 @@ from agenthub.auth.user_router import router as user_router
 from agenthub.config import Settings
 from agenthub.core.cache import CACHE_HEADER, create_cache
 from agenthub.core.errors import install_error_handlers
-from agenthub.core.hot import HotReads
 from agenthub.core.logging import configure_logging
 from agenthub.core.middleware import (
     BodyLimitMiddleware,
@@ -40,7 +39,6 @@ from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
 from agenthub.ideas.router import router as ideas_router
 from agenthub.jobs import hot as jobs_hot
-from agenthub.jobs.registry import load_kinds
 from agenthub.jobs.router import admin_router as jobs_admin_router
 from agenthub.jobs.router import router as jobs_router
 from agenthub.jobs.worker import Worker
@@ -66,6 +64,8 @@ from agenthub.search.router import router as search_router
 from agenthub.sessions import hot as sessions_hot
 from agenthub.sessions.hot import HotAppend
 from agenthub.sessions.router import router as sessions_router
+from agenthub.web.hot import HotReads
+from agenthub.wiring import load_tasks
 
 DESCRIPTION = (
     "Self-hosted backend for AI-assistant and AI-agent applications: identity, workspace data, "
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     cache = create_cache(settings)
     database.invalidate = cache.invalidate
     hub = Hub(settings, database, create_broker(settings))
-    load_kinds(settings.job_modules)
+    load_tasks(settings)
     runners = Runners(settings)
     worker = Worker(settings, database, hub, runners) if settings.worker_enabled else None
     monitor = Monitor(settings, database, hub.node)

@@ -184,7 +184,7 @@ def worker(
     Runs until SIGTERM or SIGINT, then hands unfinished jobs back after a grace period. Needs
     AGENTHUB_REDIS_URL, as the API servers use it, to reach their clients.
     """
-    from agenthub.jobs.runtime import run_worker
+    from agenthub.wiring import run_worker
 
     if metrics_port is not None:
         os.environ["AGENTHUB_WORKER_METRICS_PORT"] = str(metrics_port)

@@ -3,10 +3,11 @@
     python -m agenthub.settings_reference > docs/settings.md        # write the page
     python -m agenthub.settings_reference --check docs/settings.md  # exit 1 when it is stale
 
-Each field becomes a row: its environment variable, type (with its bounds), default and
-description (the field's `description`, which pydantic also fills from an attribute docstring
-under `use_attribute_docstrings`; the column is left out while no field has one). Defaults are rendered as a deployment sees them, never as
-this machine computes them: secrets masked, paths relative, computed defaults described.
+Each field becomes a row: its environment variable, type (with its bounds) and default, and
+its description: the field's `description`, which pydantic also fills from an attribute
+docstring under `use_attribute_docstrings` (the column is left out while no field has one).
+Defaults are rendered as a deployment sees them, never as this machine computes them: secrets
+masked, paths relative, computed defaults described.
 """
 
 from __future__ import annotations

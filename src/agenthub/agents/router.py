@@ -20,10 +20,8 @@ from agenthub.agents.schemas import (
     LogLine,
     Runner,
 )
-from agenthub.auth.deps import CurrentUser
 from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -32,6 +30,8 @@ from agenthub.core.pagination import (
     SortQuery,
 )
 from agenthub.db.session import DbSession
+from agenthub.web.caller import CurrentUser
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=problem_responses(401))
 

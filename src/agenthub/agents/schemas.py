@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.schemas import Distinct, Omittable
+from agenthub.jobs.schemas import LatencyPercentiles
 
 AgentStatus = Literal["idle", "running", "stopped", "error"]
 Runner = Literal["openai", "cli", "echo"]
@@ -113,12 +114,6 @@ class TokenUsage(BaseModel):
     prompt: int
     completion: int
     total: int
-
-
-class LatencyPercentiles(BaseModel):
-    p50: float | None
-    p95: float | None
-    p99: float | None
 
 
 class AgentMetrics(BaseModel):

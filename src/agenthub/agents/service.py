@@ -26,10 +26,12 @@ from agenthub.db.models.jobs import Job
 from agenthub.db.models.projects import Project
 from agenthub.db.models.sessions import ChatSession
 from agenthub.jobs.stats import SAMPLE, percentiles
-from agenthub.sessions.reply import KIND as REPLY_KIND
 
 PREFIX = "agt"
 ACTION_STATUS = {"start": "running", "stop": "stopped"}
+
+REPLY_KIND = "agent.reply"
+"""The job kind of an agent's runs (its handler is in `sessions.tasks`)."""
 
 
 def _emit(db: AsyncSession, agent: Agent, event: str) -> None:

@@ -9,11 +9,11 @@ from typing import cast
 from sqlalchemy import Table, bindparam, select
 from starlette.types import Scope
 
-from agenthub.auth.credentials import ACTIVE_USER_ROW, login_params
 from agenthub.auth.schemas import Profile
-from agenthub.core.hot import Claims, HotRead, Query, Template, count_caller
 from agenthub.db.models.auth import ApiKey
 from agenthub.db.unit import Unit
+from agenthub.web.credentials import ACTIVE_USER_ROW, login_params
+from agenthub.web.hot import Claims, HotRead, Query, Template, count_caller
 
 _KEYS = cast(Table, ApiKey.__table__)
 _KEY_PREFIXES = (

@@ -10,18 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.auth import logins, service
 from agenthub.auth.audit import audit
-from agenthub.auth.deps import (
-    ACCESS_COOKIE,
-    CSRF_COOKIE,
-    REFRESH_COOKIE,
-    AppSettings,
-    BearerCredentials,
-    Client,
-    CookieCredentials,
-    Hasher,
-    Limits,
-    check_csrf,
-)
+from agenthub.auth.deps import Client, Hasher, Limits
 from agenthub.auth.schemas import (
     CookieSession,
     LoginRequest,
@@ -32,7 +21,6 @@ from agenthub.auth.schemas import (
 )
 from agenthub.config import Settings
 from agenthub.core.errors import Unauthorized, problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.security import (
     TokenError,
     csrf_token,
@@ -42,6 +30,16 @@ from agenthub.core.security import (
 )
 from agenthub.db.models.auth import Login
 from agenthub.db.session import DbSession
+from agenthub.web.caller import (
+    ACCESS_COOKIE,
+    CSRF_COOKIE,
+    REFRESH_COOKIE,
+    AppSettings,
+    BearerCredentials,
+    CookieCredentials,
+    check_csrf,
+)
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 

@@ -10,15 +10,7 @@ from sqlalchemy import select
 
 from agenthub.auth import logins, service
 from agenthub.auth.audit import audit
-from agenthub.auth.deps import (
-    AdminUser,
-    AppSettings,
-    Client,
-    CurrentCredential,
-    CurrentUser,
-    Hasher,
-    Limits,
-)
+from agenthub.auth.deps import Client, Hasher, Limits
 from agenthub.auth.router import clear_auth_cookies
 from agenthub.auth.schemas import (
     ApiKeyCreate,
@@ -32,10 +24,16 @@ from agenthub.auth.schemas import (
     ProfilePatch,
 )
 from agenthub.core.errors import Forbidden, NotFound, problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, keyset_page, page_params
 from agenthub.db.models.auth import AuditEvent, User
 from agenthub.db.session import DbSession
+from agenthub.web.caller import (
+    AdminUser,
+    AppSettings,
+    CurrentCredential,
+    CurrentUser,
+)
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/user", tags=["user"], responses=problem_responses(401))
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403))

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from agenthub.db.base import utcnow
 
 _PENDING = "agenthub.events"
 
@@ -24,7 +23,7 @@ log = structlog.get_logger("agenthub.events")
 
 def timestamp() -> str:
     """Now, as events carry it: ISO 8601 UTC with a `Z`."""
-    return utcnow().isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.core.ownership import get_owned
 from agenthub.db.models.files import StoredFile
 from agenthub.db.session import DbSession
 from agenthub.files.service import UploadPolicy
 from agenthub.files.storage import LocalStorage, Storage
+from agenthub.web.caller import AppSettings, CurrentUser
 
 
 async def get_storage(request: Request, settings: AppSettings) -> Storage:

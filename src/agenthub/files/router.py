@@ -10,11 +10,9 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request,
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.config import Settings
 from agenthub.core.cache import AppCache
 from agenthub.core.errors import BadRequest, NotFound, UnsupportedMediaType, problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, page_params
 from agenthub.db.models.files import PURPOSES
 from agenthub.db.session import DbSession
@@ -32,6 +30,8 @@ from agenthub.files.schemas import (
 )
 from agenthub.files.sniff import KNOWN_TYPES
 from agenthub.files.storage import ObjectNotFound
+from agenthub.web.caller import AppSettings, CurrentUser
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=problem_responses(401))
 

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.core.errors import problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import CursorPaging, Page
 from agenthub.db.session import DbSession
 from agenthub.ideas import service
 from agenthub.ideas.schemas import GenerateAccepted, GenerateRequest, IdeaOut
 from agenthub.jobs.schemas import JobStatus
+from agenthub.web.caller import AppSettings, CurrentUser
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(tags=["ideas"], responses=problem_responses(401))
 

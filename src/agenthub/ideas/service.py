@@ -15,7 +15,7 @@ from agenthub.core.ownership import owned_by
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.models.ideas import Idea
 from agenthub.db.models.jobs import Job
-from agenthub.ideas.generate import KIND
+from agenthub.ideas.tasks import KIND
 from agenthub.jobs import service as jobs
 from agenthub.search.service import ideas_matching
 

@@ -9,13 +9,13 @@ from typing import cast
 from sqlalchemy import Table, bindparam, select
 from starlette.types import Scope
 
-from agenthub.auth.credentials import ACTIVE_LOGIN, login_params
-from agenthub.core.hot import Claims, HotRead, Query, Template, count_caller
 from agenthub.core.ids import is_valid
 from agenthub.db.models.auth import User
 from agenthub.db.models.jobs import Job
 from agenthub.db.unit import Unit
 from agenthub.jobs.schemas import JobOut
+from agenthub.web.credentials import ACTIVE_LOGIN, login_params
+from agenthub.web.hot import Claims, HotRead, Query, Template, count_caller
 
 _JOBS = cast(Table, Job.__table__)
 _OWNED_BY_ACTIVE_LOGIN = select(_JOBS).where(

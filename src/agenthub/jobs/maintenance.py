@@ -11,45 +11,55 @@ long while the API is writing.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth.service import purge_deleted_users
-from agenthub.core.idempotency import purge_expired
 from agenthub.db.base import utcnow
 from agenthub.db.engine import Database
 from agenthub.db.models.jobs import FINAL_STATUSES
-from agenthub.files.service import sweep_orphans
-from agenthub.files.storage import LocalStorage
 from agenthub.jobs.context import JobContext
 from agenthub.jobs.registry import job_kind
 from agenthub.jobs.service import purge_finished
-from agenthub.sessions.service import purge_deleted_sessions
+from agenthub.web.idempotency import purge_expired
 
 BATCH = 200
 """Rows deleted per transaction (each with what cascades from it)."""
-ORPHAN_AGE = timedelta(hours=1)
-"""Stored content younger than this is never an orphan: its upload may not have committed."""
 OPTIMIZE = {"postgresql": "ANALYZE", "sqlite": "PRAGMA optimize"}
+
+PurgeRun = Callable[[JobContext, datetime], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Purge:
+    """One part of `maintenance.purge_deleted`, declared by the package whose rows it deletes
+    (its `tasks` module)."""
+
+    name: str
+    """The key of its count in the kind's result."""
+    order: int
+    """Purges run in this order: one whose work depends on another's comes after it."""
+    run: PurgeRun
+
+
+PURGES: dict[str, Purge] = {}
+
+
+def purge(name: str, *, order: int) -> Callable[[PurgeRun], PurgeRun]:
+    """Register the decorated `async def run(ctx, now) -> deleted` as the purge `name`."""
+
+    def register(run: PurgeRun) -> PurgeRun:
+        PURGES[name] = Purge(name, order, run)
+        return run
+
+    return register
 
 
 class NoInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class PurgeResult(BaseModel):
-    sessions: int
-    """Sessions in the trash past `AGENTHUB_DELETED_RETENTION_DAYS` (messages went with them)."""
-    accounts: int
-    """Accounts deleted more than `AGENTHUB_ACCOUNT_RETENTION_DAYS` ago, with all they owned."""
-    idempotency_keys: int
-    """Records past their 24 h replay window."""
-    orphan_files: int
-    """Stored content older than an hour that no file row references (including the files of
-    the accounts purged in this run)."""
 
 
 class CleanResult(BaseModel):
@@ -62,27 +72,23 @@ class OptimizeResult(BaseModel):
 
 
 @job_kind("maintenance.purge_deleted", input=NoInput, scheduled=True, max_attempts=3)
-async def purge_deleted_data(ctx: JobContext, _: NoInput) -> PurgeResult:
-    """Hard-delete what was soft-deleted longer ago than its retention, then the orphans."""
-    settings, now = ctx.settings, utcnow()
-    sessions_cutoff = now - timedelta(days=settings.deleted_retention_days)
-    accounts_cutoff = now - timedelta(days=settings.account_retention_days)
-    sessions = await _in_batches(
-        ctx.database, lambda db: purge_deleted_sessions(db, sessions_cutoff, BATCH)
-    )
-    accounts = await _in_batches(
-        ctx.database, lambda db: purge_deleted_users(db, accounts_cutoff, BATCH)
-    )
-    keys = await _in_batches(ctx.database, lambda db: purge_expired(db, now, BATCH))
-    # After the accounts' rows are gone (committed), their files' content is unreferenced.
-    storage = LocalStorage(settings.files_dir)
-    orphans = await ctx.database.run(lambda db: sweep_orphans(db, storage, now - ORPHAN_AGE))
-    return PurgeResult(
-        sessions=sessions, accounts=accounts, idempotency_keys=keys, orphan_files=orphans
-    )
+async def purge_deleted_data(ctx: JobContext, _: NoInput) -> dict[str, int]:
+    """Hard-delete what was soft-deleted longer ago than its retention, then the orphans: each
+    registered purge in its order, with its count."""
+    now = utcnow()
+    return {
+        part.name: await part.run(ctx, now)
+        for part in sorted(PURGES.values(), key=lambda part: part.order)
+    }
 
 
-async def _in_batches(database: Database, purge: Callable[[AsyncSession], Awaitable[int]]) -> int:
+@purge("idempotency_keys", order=30)
+async def purge_idempotency_keys(ctx: JobContext, now: datetime) -> int:
+    """Records past their 24 h replay window."""
+    return await in_batches(ctx.database, lambda db: purge_expired(db, now, BATCH))
+
+
+async def in_batches(database: Database, purge: Callable[[AsyncSession], Awaitable[int]]) -> int:
     """Run `purge` (which deletes at most `BATCH` rows) in a transaction of its own until it
     deletes fewer; the total."""
     total = 0

@@ -1,8 +1,9 @@
 """The registry of job kinds: a name, a typed input model, a handler and its defaults.
 
-Kinds are registered in code with `@job_kind(...)`; the built-in ones live in
-`agenthub.jobs.kinds` and `agenthub.ideas.generate`, and deployments add their own modules
-with `AGENTHUB_JOB_MODULES` (imported by every server and worker process).
+Kinds are registered in code with `@job_kind(...)`: the engine's own in `jobs.kinds` and
+`jobs.maintenance`, each domain's in its `tasks` module (imported by `agenthub.wiring`), and a
+deployment's in the modules it names in `AGENTHUB_JOB_MODULES` (imported by every server and
+worker process).
 """
 
 from __future__ import annotations
@@ -21,13 +22,6 @@ if TYPE_CHECKING:
 
 InputT = TypeVar("InputT", bound=BaseModel)
 Handler = Callable[["JobContext", Any], Awaitable[Any]]
-
-BUILTIN_MODULES = (
-    "agenthub.jobs.kinds",
-    "agenthub.sessions.reply",
-    "agenthub.ideas.generate",
-    "agenthub.jobs.maintenance",
-)
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,9 @@ def job_kind(
     return register
 
 
-def load_kinds(modules: Iterable[str] = ()) -> None:
-    """Import the built-in kinds and the deployment's own modules (idempotent)."""
-    for module in (*BUILTIN_MODULES, *modules):
+def load_kinds(modules: Iterable[str]) -> None:
+    """Import the deployment's own modules of kinds (idempotent)."""
+    for module in modules:
         importlib.import_module(module)
 
 

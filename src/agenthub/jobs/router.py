@@ -7,10 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from agenthub.auth.deps import AdminUser, AppSettings, CurrentUser
 from agenthub.core.cache import ALL_USERS, AppCache
 from agenthub.core.errors import AgentHubError, problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import CursorPaging, Page
 from agenthub.db.base import utcnow
 from agenthub.db.models.jobs import Job
@@ -32,6 +30,8 @@ from agenthub.jobs.stats import job_stats, queue_info
 from agenthub.jobs.worker import WORKERS_KEY
 from agenthub.realtime.broker import BrokerUnavailable
 from agenthub.realtime.router import hub_of
+from agenthub.web.caller import AdminUser, AppSettings, CurrentUser
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401))
 admin_router = APIRouter(

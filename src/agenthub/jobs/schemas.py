@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agenthub.agents.schemas import LatencyPercentiles
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.schemas import Distinct
 
@@ -21,6 +20,12 @@ MAX_DEPENDENCIES = 100
 MAX_ATTEMPTS = 25
 MAX_TIMEOUT_S = 86_400.0
 JobIdItem = Annotated[str, Field(max_length=ID_MAX)]
+
+
+class LatencyPercentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
 
 
 class JobError(BaseModel):

@@ -8,10 +8,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.agents.schemas import LatencyPercentiles
 from agenthub.db.base import utcnow
 from agenthub.db.models.jobs import Job
-from agenthub.jobs.schemas import JobStats, KindQueue, QueueInfo, Throughput
+from agenthub.jobs.schemas import JobStats, KindQueue, LatencyPercentiles, QueueInfo, Throughput
 
 S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
 SAMPLE = 1000

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.core.errors import problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import CursorPaging, Page
 from agenthub.db.session import DbSession
 from agenthub.jobs import workflows
 from agenthub.jobs.workflow_schemas import WorkflowCreate, WorkflowOut
+from agenthub.web.caller import AppSettings, CurrentUser
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=problem_responses(401))
 

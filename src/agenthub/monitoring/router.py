@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from starlette.responses import Response
 
 from agenthub import __version__
-from agenthub.auth.deps import AdminUser
 from agenthub.core.errors import problem_responses
 from agenthub.db.models.agents import Agent
 from agenthub.db.models.auth import User
@@ -26,6 +25,7 @@ from agenthub.monitoring.database import PoolState, QueryLatency, pool_state
 from agenthub.monitoring.exposition import CONTENT_TYPE_LATEST, exposition
 from agenthub.monitoring.monitor import Monitor, Snapshot
 from agenthub.monitoring.performance import Figures, RouteStats
+from agenthub.web.caller import AdminUser
 
 router = APIRouter(
     prefix="/v1/monitoring", tags=["monitoring"], responses=problem_responses(401, 403)

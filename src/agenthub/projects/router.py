@@ -6,10 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from agenthub.auth.deps import CurrentUser
 from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import CursorPaging, Page, SortQuery
 from agenthub.db.session import DbSession
 from agenthub.projects import service
@@ -20,6 +18,8 @@ from agenthub.projects.schemas import (
     ProjectStats,
     ProjectStatus,
 )
+from agenthub.web.caller import CurrentUser
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], responses=problem_responses(401))
 

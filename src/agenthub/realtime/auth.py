@@ -11,9 +11,14 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Query, Request
 from starlette.requests import HTTPConnection
 
-from agenthub.auth import credentials
-from agenthub.auth.credentials import Credential
-from agenthub.auth.deps import (
+from agenthub.config import Settings
+from agenthub.core.errors import Unauthorized
+from agenthub.db.base import utcnow
+from agenthub.db.engine import Database
+from agenthub.db.session import DbSession
+from agenthub.realtime.channels import Principal
+from agenthub.web import credentials
+from agenthub.web.caller import (
     ACCESS_COOKIE,
     ApiKeyCredentials,
     AppSettings,
@@ -22,12 +27,7 @@ from agenthub.auth.deps import (
     current_credential,
     identified,
 )
-from agenthub.config import Settings
-from agenthub.core.errors import Unauthorized
-from agenthub.db.base import utcnow
-from agenthub.db.engine import Database
-from agenthub.db.session import DbSession
-from agenthub.realtime.channels import Principal
+from agenthub.web.credentials import Credential
 
 
 def origin_allowed(connection: HTTPConnection, settings: Settings) -> bool:

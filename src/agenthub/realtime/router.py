@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from agenthub.auth.deps import AdminUser, CurrentUser
 from agenthub.core.errors import (
     FieldError,
     Forbidden,
@@ -34,6 +33,7 @@ from agenthub.realtime.schemas import (
     RealtimeStats,
     RoomOut,
 )
+from agenthub.web.caller import AdminUser, CurrentUser
 
 router = APIRouter(tags=["realtime"], responses=problem_responses(401, 422, 503))
 

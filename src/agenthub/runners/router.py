@@ -6,10 +6,10 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from agenthub.auth.deps import CurrentUser
 from agenthub.core.errors import problem_responses
 from agenthub.runners.deps import RunnersDep
 from agenthub.runners.schemas import RunnerHealthOut, RunnersHealth
+from agenthub.web.caller import CurrentUser
 
 router = APIRouter(prefix="/v1/runners", tags=["runners"], responses=problem_responses(401))
 

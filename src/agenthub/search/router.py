@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from agenthub.auth.deps import CurrentUser
 from agenthub.core.errors import FieldError, ValidationFailed, problem_responses
 from agenthub.core.pagination import Page
 from agenthub.db.session import DbSession
 from agenthub.search import service
 from agenthub.search.schemas import SearchHit, SearchType
+from agenthub.web.caller import CurrentUser
 
 router = APIRouter(prefix="/v1/search", tags=["search"], responses=problem_responses(401))
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
-from agenthub.auth.deps import AppSettings, CurrentUser
 from agenthub.core.ownership import get_owned
 from agenthub.db.models.sessions import ChatSession
 from agenthub.db.session import DbSession
+from agenthub.web.caller import AppSettings, CurrentUser
 
 SessionId = Annotated[str, Path(max_length=64)]
 

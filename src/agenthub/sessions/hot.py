@@ -21,10 +21,19 @@ from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agenthub.auth.credentials import ACTIVE_LOGIN, ACTIVE_USER_ROW, login_params
 from agenthub.config import Settings
 from agenthub.core.errors import AgentHubError, render_error, render_unexpected
-from agenthub.core.hot import (
+from agenthub.core.ids import is_valid
+from agenthub.core.middleware import Replay, header
+from agenthub.core.pagination import Page
+from agenthub.db.engine import Database
+from agenthub.db.models.auth import User
+from agenthub.db.models.sessions import ChatSession, Message
+from agenthub.db.unit import Row, Unit
+from agenthub.sessions import messages
+from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
+from agenthub.web.credentials import ACTIVE_LOGIN, ACTIVE_USER_ROW, login_params
+from agenthub.web.hot import (
     Claims,
     HotRead,
     Query,
@@ -37,15 +46,6 @@ from agenthub.core.hot import (
     first_page_query,
     render,
 )
-from agenthub.core.ids import is_valid
-from agenthub.core.middleware import Replay, header
-from agenthub.core.pagination import Page
-from agenthub.db.engine import Database
-from agenthub.db.models.auth import User
-from agenthub.db.models.sessions import ChatSession, Message
-from agenthub.db.unit import Row, Unit
-from agenthub.sessions import messages
-from agenthub.sessions.schemas import MessageCreate, MessageOut, SessionDetail, SessionOut
 
 MAX_EMBEDDED = 200
 SESSION = Template("/v1/sessions/{session_id}")

@@ -6,16 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
-from agenthub.auth.deps import AppSettings
 from agenthub.core.errors import problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, paging
 from agenthub.db.session import DbSession
 from agenthub.jobs import service as jobs
 from agenthub.jobs.schemas import JobOut
-from agenthub.sessions import messages, reply
+from agenthub.sessions import messages, tasks
 from agenthub.sessions.deps import OwnedSession, SessionLimit
 from agenthub.sessions.schemas import MessageCreate, MessageOut, MessageWithJob, Role
+from agenthub.web.caller import AppSettings
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/{session_id}/messages", tags=["messages"])
 
@@ -57,7 +57,7 @@ async def create_message(
         job = await jobs.enqueue(
             db,
             jobs.NewJob(
-                kind=reply.KIND,
+                kind=tasks.KIND,
                 input={"session_id": chat.id, "message_id": message.id},
                 user_id=chat.user_id,
                 session_id=chat.id,

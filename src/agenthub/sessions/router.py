@@ -8,10 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from agenthub.auth.deps import CurrentUser
 from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, page_params
 from agenthub.db.models.sessions import ChatSession
 from agenthub.db.session import DbSession, get_database
@@ -30,6 +28,8 @@ from agenthub.sessions.schemas import (
     SessionStatus,
 )
 from agenthub.sessions.tools_router import router as tools_router
+from agenthub.web.caller import CurrentUser
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=problem_responses(401))
 

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from agenthub.core.errors import problem_responses
-from agenthub.core.idempotency import IdempotencyDep
 from agenthub.core.pagination import Page, PageParams, paging
 from agenthub.db.session import DbSession
 from agenthub.sessions import tools
 from agenthub.sessions.deps import OwnedSession
 from agenthub.sessions.schemas import TOOL_TYPE_PATTERN, ToolCreate, ToolOut, ToolPatch, ToolStatus
+from agenthub.web.idempotency import IdempotencyDep
 
 router = APIRouter(prefix="/{session_id}/tools", tags=["tool executions"])
 

@@ -1,4 +1,6 @@
-"""`agent.reply`: a session's agent answers one of its messages, streaming as it writes.
+"""The sessions' background work: `agent.reply`, and the purge of sessions in the trash.
+
+`agent.reply`: a session's agent answers one of its messages, streaming as it writes.
 
 `POST /v1/sessions/{id}/messages` with `"respond": true` enqueues it in the transaction that
 stores the user's message; `POST /v1/jobs` may create it directly. A run reads:
@@ -28,12 +30,14 @@ the job at once with `not_found` and touches nothing; a deleted session fails wi
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agenthub.agents.service import REPLY_KIND
 from agenthub.auth.service import add_usage
 from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.ids import new_id
@@ -44,13 +48,15 @@ from agenthub.db.models.jobs import Job
 from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.jobs.context import JobContext, JobFailed, Write
 from agenthub.jobs.kinds import RunnerName, stream_completion, usage_of
+from agenthub.jobs.maintenance import BATCH, in_batches, purge
 from agenthub.jobs.registry import job_kind
 from agenthub.runners.base import ChatMessage, ChatRole, Completion, RunRequest, ToolCall
 from agenthub.sessions.messages import append_message, last_messages
 from agenthub.sessions.schemas import TOOL_TYPE_PATTERN
+from agenthub.sessions.service import purge_deleted_sessions
 from agenthub.sessions.tools import create_tool, progress_tool
 
-KIND = "agent.reply"
+KIND = REPLY_KIND
 HISTORY = 50
 """How many messages, up to the one answered, the model sees."""
 TOOL_PREFIX = "Tool result:\n"
@@ -197,3 +203,10 @@ def _tool_fields(call: ToolCall) -> dict[str, Any]:
         "tool_type": call.tool_type if _TOOL_TYPE.fullmatch(call.tool_type) else "function",
         "tool_input": arguments if isinstance(arguments, dict) else {"arguments": arguments},
     }
+
+
+@purge("sessions", order=10)
+async def purge_trash(ctx: JobContext, now: datetime) -> int:
+    """Sessions in the trash past `AGENTHUB_DELETED_RETENTION_DAYS` (messages go with them)."""
+    cutoff = now - timedelta(days=ctx.settings.deleted_retention_days)
+    return await in_batches(ctx.database, lambda db: purge_deleted_sessions(db, cutoff, BATCH))
