@@ -28,15 +28,15 @@ import httpx
 import redis
 from sqlalchemy import insert
 
-from agenthub.agents.models import Agent
 from agenthub.config import Settings
 from agenthub.core.ids import new_id
 from agenthub.db.base import utcnow
 from agenthub.db.engine import Database
-from agenthub.files.models import StoredFile
-from agenthub.jobs.models import Job
-from agenthub.projects.models import Project
-from agenthub.sessions.models import ChatSession, Message
+from agenthub.db.models.agents import Agent
+from agenthub.db.models.files import StoredFile
+from agenthub.db.models.jobs import Job
+from agenthub.db.models.projects import Project
+from agenthub.db.models.sessions import ChatSession, Message
 from common import (
     AGENTHUB_TARGET,
     exit_on_sigterm,

@@ -47,7 +47,7 @@ from agenthub.config import Settings
 from agenthub.core.logging import configure_logging
 from agenthub.db import migrate
 from agenthub.db.engine import Database
-from agenthub.jobs.models import Job
+from agenthub.db.models.jobs import Job
 from agenthub.jobs.service import NewJob, enqueue
 from agenthub.realtime.redis import RedisBroker
 from agenthub.realtime.relay import EventRelay

@@ -35,11 +35,11 @@ from typing import Any, TypeVar
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.auth import credentials
-from agenthub.auth.credentials import Credential
 from agenthub.config import Settings
 from agenthub.core.security import decode_access_token
 from agenthub.db.engine import Database
+from agenthub.web import credentials
+from agenthub.web.credentials import Credential
 from common import (
     AGENTHUB_TARGET,
     BENCH_SECRET,

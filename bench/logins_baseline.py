@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.app import create_app as create_agenthub
-from agenthub.auth import credentials
-from agenthub.auth.credentials import Credential
-from agenthub.auth.models import User
+from agenthub.db.models.auth import User
+from agenthub.web import credentials
+from agenthub.web.credentials import Credential
 
 
 async def user_only(db: AsyncSession, claims: dict[str, Any]) -> Credential | None:
