@@ -42,15 +42,17 @@ from typing import Protocol
 
 import psutil
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from agenthub.config import Settings
+from agenthub.core.events import log_publisher
 from agenthub.core.logging import configure_logging
 from agenthub.db import migrate
-from agenthub.db.engine import Database
+from agenthub.db.engine import Database, create_engine
 from agenthub.db.models.jobs import Job
 from agenthub.jobs.service import NewJob, enqueue
-from agenthub.realtime.redis import RedisBroker
 from agenthub.realtime.relay import EventRelay
+from agenthub.wiring import create_broker
 from common import (
     BENCH_DIR,
     exit_on_sigterm,
@@ -108,13 +110,14 @@ class Agenthub:
             redis_url=redis_url,
             redis_prefix=self.prefix,
         )
-        self.database = Database(self.settings)
-        self.broker = RedisBroker(self.settings) if announce else None
-        self.relay = (
-            None if self.broker is None else EventRelay(self.settings, self.database, self.broker)
-        )
-        if self.relay is not None:
-            self.database.publisher = self.relay.submit
+        engine = create_engine(self.settings)
+        self.broker = create_broker(self.settings) if announce else None
+        self.relay = None
+        if self.broker is not None:
+            sessions = async_sessionmaker(engine, expire_on_commit=False)
+            self.relay = EventRelay(self.settings, self.broker, sessions)
+        publisher = log_publisher if self.relay is None else self.relay.submit
+        self.database = Database(self.settings, engine=engine, publisher=publisher)
 
     async def start(self) -> None:
         if self.relay is not None:

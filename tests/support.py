@@ -139,7 +139,7 @@ class EventLog:
 def record_events(app: FastAPI) -> EventLog:
     """From now on, collect every domain event the app publishes (published after commit)."""
     log = EventLog()
-    app.state.database.publisher = log
+    app.state.database.observe_events(log)
     return log
 
 

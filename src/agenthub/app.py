@@ -18,7 +18,7 @@ from agenthub.auth.router import router as auth_router
 from agenthub.auth.user_router import admin_router
 from agenthub.auth.user_router import router as user_router
 from agenthub.config import Settings
-from agenthub.core.cache import CACHE_HEADER, create_cache
+from agenthub.core.cache import CACHE_HEADER
 from agenthub.core.errors import install_error_handlers
 from agenthub.core.logging import configure_logging
 from agenthub.core.middleware import (
@@ -34,38 +34,32 @@ from agenthub.core.ratelimit import (
     route_groups,
 )
 from agenthub.core.security import password_hasher
-from agenthub.db.engine import Database
 from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
 from agenthub.ideas.router import router as ideas_router
 from agenthub.jobs import hot as jobs_hot
 from agenthub.jobs.router import admin_router as jobs_admin_router
 from agenthub.jobs.router import router as jobs_router
-from agenthub.jobs.worker import Worker
 from agenthub.jobs.workflows_router import router as workflows_router
 from agenthub.monitoring.exposition import mark_process_dead
 from agenthub.monitoring.health import report
 from agenthub.monitoring.health import router as health_router
-from agenthub.monitoring.monitor import Monitor
 from agenthub.monitoring.reporter import StatusReporter
 from agenthub.monitoring.router import metrics_router
 from agenthub.monitoring.router import router as monitoring_router
 from agenthub.monitoring.status_page import router as status_page_router
 from agenthub.projects.router import router as projects_router
-from agenthub.realtime.broker import create_broker
-from agenthub.realtime.hub import Hub
 from agenthub.realtime.router import router as realtime_router
 from agenthub.realtime.shutdown import signals_close
 from agenthub.realtime.sse import router as sse_router
 from agenthub.realtime.ws import router as ws_router
-from agenthub.runners.registry import Runners
 from agenthub.runners.router import router as runners_router
 from agenthub.search.router import router as search_router
 from agenthub.sessions import hot as sessions_hot
 from agenthub.sessions.hot import HotAppend
 from agenthub.sessions.router import router as sessions_router
 from agenthub.web.hot import HotReads
-from agenthub.wiring import load_tasks
+from agenthub.wiring import api_parts
 
 DESCRIPTION = (
     "Self-hosted backend for AI-assistant and AI-agent applications: identity, workspace data, "
@@ -117,23 +111,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     settings.signing_key  # noqa: B018 - create the persisted secret before serving
-    database = Database(settings)
-    cache = create_cache(settings)
-    database.invalidate = cache.invalidate
-    hub = Hub(settings, database, create_broker(settings))
-    load_tasks(settings)
-    runners = Runners(settings)
-    worker = Worker(settings, database, hub, runners) if settings.worker_enabled else None
-    monitor = Monitor(settings, database, hub.node)
+    parts = api_parts(settings)
+    shared, hub, worker, monitor = parts.shared, parts.hub, parts.worker, parts.monitor
+    database, cache, runners = shared.database, shared.cache, shared.runners
     limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix)
     hasher = password_hasher(settings)
-    hub.on_websocket_open = monitor.websocket_opened
-    hub.on_websocket_close = monitor.websocket_closed
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
-        database.publisher = hub.relay.submit
         if worker is not None:
             await worker.start()
         reporter = StatusReporter(

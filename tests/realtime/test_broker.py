@@ -18,8 +18,7 @@ import pytest
 
 from agenthub.config import Settings
 from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History
-from agenthub.realtime.memory import MemoryBroker
-from agenthub.realtime.redis import RedisBroker
+from agenthub.wiring import create_broker
 from private_servers import PrivateRedis, redis_server
 from realtime_support import Recorder, drop_prefix, redis_url, require_redis
 
@@ -64,7 +63,9 @@ async def make_node(backend: str) -> AsyncIterator[NodeFactory]:
 
     async def make(**overrides: Any) -> Node:
         settings = broker_settings(redis_url(), prefix, **overrides)
-        broker: Broker = RedisBroker(settings) if backend == "redis" else MemoryBroker(settings)
+        if backend != "redis":
+            settings = settings.model_copy(update={"redis_url": None})
+        broker = create_broker(settings)
         node = Node(broker, Recorder())
         await broker.start(node.recorder)
         nodes.append(node)
@@ -255,7 +256,10 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
 
 async def test_redis_outage_raises_then_reader_reconnects(private_redis: PrivateRedis) -> None:
     settings = broker_settings(private_redis.url, "outage")
-    node, late = Node(RedisBroker(settings), Recorder()), Node(RedisBroker(settings), Recorder())
+    node, late = (
+        Node(create_broker(settings), Recorder()),
+        Node(create_broker(settings), Recorder()),
+    )
     try:
         await node.broker.start(node.recorder)
         await node.broker.subscribe("chat")

@@ -23,8 +23,9 @@ from agenthub.core.events import DomainEvent
 from agenthub.core.logging import configure_logging
 from agenthub.db.engine import Database
 from agenthub.realtime import gaps
-from agenthub.realtime.broker import Broker, BrokerUnavailable, create_broker
+from agenthub.realtime.broker import Broker, BrokerUnavailable
 from agenthub.realtime.relay import EventRelay
+from agenthub.wiring import create_broker
 from conftest import make_settings
 from private_servers import CuttingProxy
 from realtime_support import Recorder, drop_prefix, eventually, redis_url, require_redis
@@ -87,7 +88,7 @@ async def rig(
         watcher = create_broker(settings.model_copy(update={"redis_url": redis_url()}))
     recorder = Recorder()
     await watcher.start(recorder)
-    relay = EventRelay(settings, database, broker)
+    relay = EventRelay(settings, broker, database.sessions)
     try:
         yield Rig(database, broker, relay, watcher, recorder)
     finally:

@@ -18,8 +18,8 @@ from agenthub.agents.schemas import (
     AgentStatus,
     BulkOutcome,
     LogLine,
-    Runner,
 )
+from agenthub.config import RunnerName
 from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.pagination import (
@@ -64,7 +64,7 @@ async def list_agents(
     paging: CursorPaging,
     agent_type: Annotated[str | None, Query(alias="type", pattern=TYPE_PATTERN)] = None,
     agent_status: Annotated[AgentStatus | None, Query(alias="status")] = None,
-    runner: Runner | None = None,
+    runner: RunnerName | None = None,
     project_id: Annotated[str | None, Query(max_length=64)] = None,
     q: Annotated[
         str | None,

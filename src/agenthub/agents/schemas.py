@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agenthub.config import RunnerName
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.schemas import Distinct, Omittable
 from agenthub.jobs.schemas import LatencyPercentiles
 
 AgentStatus = Literal["idle", "running", "stopped", "error"]
-Runner = Literal["openai", "cli", "echo"]
 BulkAction = Literal["start", "stop", "update", "delete"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -34,7 +34,7 @@ class RunnerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    runner: Runner
+    runner: RunnerName
     model: str | None = Field(default=None, max_length=MODEL_MAX)
     system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
     options: JsonObject = Field(default_factory=dict, description="Runner settings")
@@ -46,7 +46,7 @@ class AgentCreate(BaseModel):
     name: str = Field(min_length=1, max_length=NAME_MAX)
     type: str = Field(pattern=TYPE_PATTERN, description=TYPE_DESCRIPTION)
     project_id: str | None = Field(default=None, max_length=ID_MAX)
-    runner: Runner = "echo"
+    runner: RunnerName = "echo"
     model: str | None = Field(default=None, max_length=MODEL_MAX)
     system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
     options: JsonObject = Field(default_factory=dict, description="Runner settings")
@@ -61,7 +61,7 @@ class AgentPatch(BaseModel):
     name: Omittable[str] = Field(default=None, min_length=1, max_length=NAME_MAX)
     type: Omittable[str] = Field(default=None, pattern=TYPE_PATTERN, description=TYPE_DESCRIPTION)
     project_id: str | None = Field(default=None, max_length=ID_MAX)
-    runner: Omittable[Runner] = None
+    runner: Omittable[RunnerName] = None
     model: str | None = Field(default=None, max_length=MODEL_MAX)
     system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
     options: Omittable[JsonObject] = Field(default=None, description="Replaces the object")
@@ -75,7 +75,7 @@ class AgentOut(BaseModel):
     name: str
     type: str
     project_id: str | None
-    runner: Runner
+    runner: RunnerName
     model: str | None
     system_prompt: str | None
     options: dict[str, Any]

@@ -16,8 +16,9 @@ from agenthub.agents.schemas import (
     LogLine,
     TokenUsage,
 )
+from agenthub.core.channels import USER
 from agenthub.core.errors import FieldError, ValidationFailed
-from agenthub.core.events import emit, user_channel
+from agenthub.core.events import emit
 from agenthub.core.ownership import check_owned_reference, get_owned, owned_by
 from agenthub.core.pagination import PageParams, contains_text, sorted_keyset_page
 from agenthub.core.schemas import apply_changes
@@ -34,9 +35,9 @@ REPLY_KIND = "agent.reply"
 """The job kind of an agent's runs (its handler is in `sessions.tasks`)."""
 
 
-def _emit(db: AsyncSession, agent: Agent, event: str) -> None:
+def _emit_agent(db: AsyncSession, agent: Agent, event: str) -> None:
     data = AgentOut.model_validate(agent).model_dump(mode="json")
-    emit(db, user_channel(agent.user_id), f"agent.{event}", data)
+    emit(db, USER(agent.user_id), f"agent.{event}", data)
 
 
 async def _check_project(db: AsyncSession, user_id: str, changes: Mapping[str, Any]) -> None:
@@ -50,7 +51,7 @@ async def create_agent(db: AsyncSession, user_id: str, fields: Mapping[str, Any]
     agent = Agent(user_id=user_id, **fields)
     db.add(agent)
     await db.flush()
-    _emit(db, agent, "created")
+    _emit_agent(db, agent, "created")
     return agent
 
 
@@ -86,7 +87,7 @@ async def update_agent(
     await _check_project(db, user_id, changes)
     if apply_changes(agent, changes):
         await db.flush()
-        _emit(db, agent, "updated")
+        _emit_agent(db, agent, "updated")
     return agent
 
 
@@ -95,7 +96,7 @@ async def delete_agent(db: AsyncSession, user_id: str, agent_id: str) -> None:
     agent = await get_agent(db, user_id, agent_id)
     await db.delete(agent)
     await db.flush()
-    emit(db, user_channel(user_id), "agent.deleted", {"id": agent_id})
+    emit(db, USER(user_id), "agent.deleted", {"id": agent_id})
 
 
 async def bulk(
@@ -133,14 +134,14 @@ async def bulk(
             changed.append(agent)
     await db.flush()
     for agent in changed:
-        _emit(db, agent, "updated")
+        _emit_agent(db, agent, "updated")
     results = []
     for agent_id in ids:
         target = found.get(agent_id)
         if target is None:
             results.append(BulkItem(id=agent_id, ok=False, status=404, error="Agent not found."))
         elif action == "delete":
-            emit(db, user_channel(user_id), "agent.deleted", {"id": agent_id})
+            emit(db, USER(user_id), "agent.deleted", {"id": agent_id})
             results.append(BulkItem(id=agent_id, ok=True, status=204))
         else:
             out = AgentOut.model_validate(target)
@@ -163,7 +164,7 @@ async def replace_config(
     config = parse_config(data, filename, content_type)
     if apply_changes(agent, config.model_dump()):
         await db.flush()
-        _emit(db, agent, "updated")
+        _emit_agent(db, agent, "updated")
     return agent
 
 

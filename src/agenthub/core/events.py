@@ -61,11 +61,6 @@ def log_publisher(events: list[DomainEvent]) -> None:
         log.debug("domain_event", channel=item.channel, domain_event=item.event)
 
 
-def user_channel(user_id: str) -> str:
-    """The channel of one user's own notifications (`user:{user_id}`)."""
-    return f"user:{user_id}"
-
-
 CREDENTIALS_CHANNEL = "credentials"
 """An internal channel (no client may subscribe to it): `credentials.revoked` says that some of
 a user's logins or API keys ended, so every node checks that user's open connections again."""

@@ -26,7 +26,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from agenthub.config import Settings
 from agenthub.core.cache import take_stale_owners
 from agenthub.core.errors import AgentHubError
-from agenthub.core.events import Publisher, Recorder, log_publisher, take_pending
+from agenthub.core.events import DomainEvent, Publisher, Recorder, log_publisher, take_pending
 from agenthub.core.text import surrogate_in, valid_text
 from agenthub.db import sqlite
 from agenthub.db.unit import Statements, Unit
@@ -108,11 +108,23 @@ def _discard_stuck_connection(context: ExceptionContext) -> None:
 class Database:
     """The engine and session factory an app or worker process shares."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.engine = create_engine(settings)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: AsyncEngine | None = None,
+        publisher: Publisher = log_publisher,
+        invalidate: Invalidator | None = None,
+    ) -> None:
+        """The engine for `settings` (or `engine`, when the process shares it); after each
+        commit `invalidate` (the response cache's) is given the owners whose cached reads it
+        made stale, then `publisher` (the event relay's) its events. Command-line tools keep
+        the defaults: no cache, events logged."""
+        self.engine = engine or create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.publisher: Publisher = log_publisher
-        self.invalidate: Invalidator = _no_cache
+        self._publish = publisher
+        self._invalidate = invalidate or _no_cache
+        self._event_observers: list[Publisher] = []
         self._units: set[asyncio.Task[Any]] = set()
         self._statements = Statements(self.engine.dialect)
 
@@ -148,9 +160,20 @@ class Database:
         """After a commit: the cached reads of the users it wrote for are invalidated, then
         its events are published."""
         if owners := take_stale_owners(unit):
-            await self.invalidate(owners)
+            await self._invalidate(owners)
         if events := take_pending(unit):
-            self.publisher(events)
+            self.publish(events)
+
+    def publish(self, events: list[DomainEvent]) -> None:
+        """Hand `events` to the publisher (and the observers) now: a committed unit's, or
+        events outside any unit of work (a job's streamed deltas)."""
+        self._publish(events)
+        for observe in self._event_observers:
+            observe(events)
+
+    def observe_events(self, observe: Publisher) -> None:
+        """Also hand every batch of published events to `observe` (tests record them)."""
+        self._event_observers.append(observe)
 
     @asynccontextmanager
     async def unit(self, *, writes: bool = True) -> AsyncIterator[Unit]:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from agenthub.core.channels import USER
 from agenthub.core.errors import FieldError, PayloadTooLarge, ValidationFailed
 from agenthub.core.events import emit
 from agenthub.core.ids import new_id
@@ -73,10 +74,6 @@ class UploadForm:
     purpose: str = "attachment"
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _channel(user_id: str) -> str:
-    return f"user:{user_id}"
 
 
 # Upload
@@ -216,7 +213,7 @@ async def create_files(db: AsyncSession, user_id: str, form: UploadForm) -> list
     db.add_all(rows)
     await db.flush()
     for row in rows:
-        emit(db, _channel(user_id), "file.created", _event_data(row))
+        emit(db, USER(user_id), "file.created", _event_data(row))
     return rows
 
 
@@ -297,7 +294,7 @@ async def update_file(db: AsyncSession, row: StoredFile, patch: FilePatch) -> St
     if changes:
         row.updated_at = utcnow()
         await db.flush()
-        emit(db, _channel(row.user_id), "file.updated", _event_data(row))
+        emit(db, USER(row.user_id), "file.updated", _event_data(row))
     return row
 
 
@@ -305,7 +302,7 @@ async def delete_file(db: AsyncSession, row: StoredFile) -> str:
     """Delete the row; returns the storage key, whose content the caller removes after commit."""
     await db.delete(row)
     await db.flush()
-    emit(db, _channel(row.user_id), "file.deleted", {"id": row.id})
+    emit(db, USER(row.user_id), "file.deleted", {"id": row.id})
     return row.storage_key
 
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agenthub.config import RunnerName
 from agenthub.core.jsondata import JsonObject
-from agenthub.jobs.kinds import RunnerName
 from agenthub.jobs.schemas import ID_MAX, JobError, JobProgress, JobStatus
 
 IDEA_MAX = 20_000

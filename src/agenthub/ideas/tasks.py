@@ -11,6 +11,7 @@ from agenthub.ideas import spec
 from agenthub.ideas.schemas import Spec, SpecGenerateInput, SpecGenerateResult
 from agenthub.jobs.context import JobContext, JobFailed, Write
 from agenthub.jobs.kinds import stream_completion, usage_of
+from agenthub.jobs.queue import JOB
 from agenthub.jobs.registry import job_kind
 from agenthub.runners.base import RunnerError, RunRequest
 
@@ -34,7 +35,7 @@ async def generate_spec(ctx: JobContext, data: SpecGenerateInput) -> SpecGenerat
     )
     job_id = ctx.job.id
     completion = await stream_completion(
-        ctx, data.runner, request, f"job:{job_id}", {"job_id": job_id, "idea_id": data.idea_id}
+        ctx, data.runner, request, JOB(job_id), {"job_id": job_id, "idea_id": data.idea_id}
     )
     if not completion.text.strip():
         raise RunnerError("The model returned no text.", transient=True)

@@ -60,4 +60,4 @@ class JobContext:
     async def publish(self, channel: str, event: str, data: dict[str, Any]) -> None:
         """Publish an event now, outside any transaction (streamed deltas); it is queued in
         order with the job's other events and never waits for the broker."""
-        self.database.publisher([DomainEvent(channel, event, data)])
+        self.database.publish([DomainEvent(channel, event, data)])

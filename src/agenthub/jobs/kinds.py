@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agenthub.config import RunnerName
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.metrics import TOKEN_USAGE
 from agenthub.core.text import valid_text
+from agenthub.db.models.jobs import Job, Workflow
 from agenthub.jobs.context import JobContext
+from agenthub.jobs.queue import JOB, WORKFLOW
 from agenthub.jobs.registry import job_kind
+from agenthub.realtime.channels import channel_family, owner_check
 from agenthub.runners.base import ChatMessage, Completion, RunRequest
 
-RunnerName = Literal["openai", "cli", "echo"]
 PROMPT_MAX = 200_000
+
+channel_family(JOB, owner_check(Job.__table__))
+channel_family(WORKFLOW, owner_check(Workflow.__table__))
 
 
 async def stream_completion(
@@ -73,9 +79,7 @@ async def llm_complete(ctx: JobContext, data: LlmCompleteInput) -> LlmCompleteRe
     messages.append(ChatMessage("user", data.prompt))
     request = RunRequest(messages, data.model, data.options, attempt=ctx.attempt)
     job_id = ctx.job.id
-    completion = await stream_completion(
-        ctx, data.runner, request, f"job:{job_id}", {"job_id": job_id}
-    )
+    completion = await stream_completion(ctx, data.runner, request, JOB(job_id), {"job_id": job_id})
     return LlmCompleteResult(
         text=completion.text,
         usage=usage_of(completion),

@@ -19,11 +19,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.core.cache import invalidate_cache_of
+from agenthub.core.channels import ChannelFamily
 from agenthub.core.events import emit
 from agenthub.db.base import utcnow
 from agenthub.db.models.jobs import Job, JobDependency
 from agenthub.jobs.schemas import JobOut
 
+JOB = ChannelFamily("job")
+"""A job's progress, deltas and end, for its owner."""
+WORKFLOW = ChannelFamily("workflow")
+"""Every event of a workflow's jobs, for its owner."""
 WAKE_CHANNEL = "jobs"
 """Workers listen here: `job.queued` {kind} wakes them, `job.cancel` {id} interrupts a run."""
 _WOKEN = "agenthub.jobs.woken"
@@ -35,12 +40,12 @@ def job_data(job: Job) -> dict[str, Any]:
     return JobOut.model_validate(job).model_dump(mode="json")
 
 
-def announce(db: AsyncSession, job: Job, event: str) -> None:
+def emit_job(db: AsyncSession, job: Job, event: str) -> None:
     """Publish `event` for the job on `job:{id}` (and `workflow:{id}`) after commit."""
     data = job_data(job)
-    emit(db, f"job:{job.id}", event, data)
+    emit(db, JOB(job.id), event, data)
     if job.workflow_id is not None:
-        emit(db, f"workflow:{job.workflow_id}", event, data)
+        emit(db, WORKFLOW(job.workflow_id), event, data)
 
 
 def wake(db: AsyncSession, kind: str) -> None:
@@ -102,7 +107,7 @@ async def claim(
     )
     jobs = await _rows(db, stmt)
     for job in jobs:
-        announce(db, job, "job.started")
+        emit_job(db, job, "job.started")
     return sorted(jobs, key=lambda j: (-j.priority, j.run_at, j.id))
 
 
@@ -161,7 +166,7 @@ async def settle(
     if not rows:
         return None
     done = rows[0]
-    announce(db, done, f"job.{status}")
+    emit_job(db, done, f"job.{status}")
     if status == "completed":
         await release_dependents(db, done)
     else:
@@ -194,7 +199,7 @@ async def requeue(
     if not rows:
         return None
     requeued = rows[0]
-    announce(db, requeued, "job.retrying" if count_attempt else "job.queued")
+    emit_job(db, requeued, "job.retrying" if count_attempt else "job.queued")
     wake(db, requeued.kind)
     return requeued
 
@@ -204,7 +209,7 @@ async def report_progress(
 ) -> bool:
     rows = await _rows(db, _owned(job.id, worker_id, job.attempts).values(progress=progress))
     if rows:
-        announce(db, rows[0], "job.progress")
+        emit_job(db, rows[0], "job.progress")
     return bool(rows)
 
 
@@ -245,7 +250,7 @@ async def reap_expired(db: AsyncSession, *, backoff: Any) -> list[Job]:
             )
             event = "job.retrying"
         for row in rows:
-            announce(db, row, event)
+            emit_job(db, row, event)
             if row.status == "failed":
                 await cancel_dependents(db, row)
             else:
@@ -286,7 +291,7 @@ async def release_dependents(db: AsyncSession, job: Job) -> None:
         dependent.status = "queued"
         dependent.run_at = max(dependent.run_at, now)
         await db.flush()
-        announce(db, dependent, "job.queued")
+        emit_job(db, dependent, "job.queued")
         wake(db, dependent.kind)
 
 
@@ -305,5 +310,5 @@ async def cancel_dependents(db: AsyncSession, job: Job) -> None:
             row.finished_at = now
         await db.flush()
         for row in rows:
-            announce(db, row, "job.canceled")
+            emit_job(db, row, "job.canceled")
         frontier = [row.id for row in rows]

@@ -77,7 +77,7 @@ async def enqueue(
         await db.flush()
     if job.status == "queued":
         queue.wake(db, job.kind)  # first: a worker need not wait for the announcements
-        queue.announce(db, job, "job.queued")
+        queue.emit_job(db, job, "job.queued")
     return job
 
 
@@ -175,7 +175,7 @@ async def cancel(db: AsyncSession, job: Job) -> Job:
     await db.execute(stmt)
     await db.refresh(job)
     invalidate_cache_of(db, job.user_id)
-    queue.announce(db, job, "job.canceled")
+    queue.emit_job(db, job, "job.canceled")
     if was_running:
         queue.interrupt(db, job.id)
     await queue.cancel_dependents(db, job)
@@ -202,7 +202,7 @@ async def reopen(db: AsyncSession, job: Job) -> None:
     job.run_at = utcnow()
     await db.flush()
     if not waiting:
-        queue.announce(db, job, "job.queued")
+        queue.emit_job(db, job, "job.queued")
         queue.wake(db, job.kind)
     dependents = (
         await db.scalars(

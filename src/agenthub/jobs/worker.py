@@ -13,6 +13,7 @@ import functools
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,8 +34,7 @@ from agenthub.jobs.context import JobContext, JobFailed
 from agenthub.jobs.registry import KINDS, parse_input
 from agenthub.jobs.scheduler import run_due_schedules
 from agenthub.jobs.workflows import resolve_input
-from agenthub.realtime.broker import BrokerUnavailable, Event
-from agenthub.realtime.hub import Hub
+from agenthub.realtime.broker import Broker, BrokerUnavailable, Event
 from agenthub.runners.base import RunnerError
 from agenthub.runners.registry import Runners
 from agenthub.runners.resilience import backoff_delay
@@ -50,6 +50,8 @@ SCHEDULE_SECONDS = 30.0
 BATCH_SECONDS = 0.005
 MAX_ERROR_CHARS = 2000
 Reason = Literal["canceled", "lost", "shutdown"]
+Watch = Callable[[str, Callable[[Event], None]], Awaitable[None]]
+"""Subscribes a callback to a channel's live events on every node (`Watchers.watch`)."""
 
 
 @dataclass
@@ -65,7 +67,8 @@ class Worker:
         self,
         settings: Settings,
         database: Database,
-        hub: Hub,
+        broker: Broker,
+        watch: Watch,
         runners: Runners,
         *,
         concurrency: int | None = None,
@@ -73,7 +76,8 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.database = database
-        self.hub = hub
+        self.broker = broker
+        self._watch = watch
         self.runners = runners
         self.concurrency = concurrency or settings.worker_concurrency
         self.kinds = sorted(kinds or settings.worker_kinds or KINDS)
@@ -92,7 +96,7 @@ class Worker:
         """Start claiming (again, after a `stop`: an app's lifespan may run more than once)."""
         self._stopping = False
         try:
-            await self.hub.watch(queue.WAKE_CHANNEL, self._on_event)
+            await self._watch(queue.WAKE_CHANNEL, self._on_event)
         except BrokerUnavailable as exc:
             log.warning("worker_without_wakeups", error=str(exc))
         self._loops = [
@@ -126,7 +130,7 @@ class Worker:
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self.database.settle()  # a cancelled loop's last write completes
         with contextlib.suppress(BrokerUnavailable):
-            await self.hub.broker.remove_member(WORKERS_KEY, self.id)
+            await self.broker.remove_member(WORKERS_KEY, self.id)
         log.info("worker_stopped", worker_id=self.id, processed=self.processed)
 
     def info(self) -> dict[str, Any]:
@@ -244,7 +248,7 @@ class Worker:
             if now - last_listed >= lease / 3:
                 last_listed = now
                 with contextlib.suppress(BrokerUnavailable):
-                    await self.hub.broker.set_members(WORKERS_KEY, {self.id: self.info()}, lease)
+                    await self.broker.set_members(WORKERS_KEY, {self.id: self.info()}, lease)
             await asyncio.sleep(min(HEARTBEAT_SECONDS, lease / 3))
 
     async def _renew(self) -> None:

@@ -13,12 +13,12 @@ import structlog
 from pydantic import TypeAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
+from agenthub.core.channels import SYSTEM
 from agenthub.core.events import DomainEvent
 from agenthub.monitoring.alerts import Alert
 from agenthub.monitoring.health import Health
 from agenthub.monitoring.monitor import Monitor, Snapshot
 from agenthub.realtime.broker import JsonDict
-from agenthub.realtime.channels import SYSTEM
 from agenthub.realtime.hub import Hub
 
 log = structlog.get_logger("agenthub.monitoring")

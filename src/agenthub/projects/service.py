@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.core.events import emit, user_channel
+from agenthub.core.channels import USER
+from agenthub.core.events import emit
 from agenthub.core.ownership import get_owned, owned_by
 from agenthub.core.pagination import PageParams, contains_text, sorted_keyset_page
 from agenthub.core.schemas import apply_changes
@@ -20,9 +21,9 @@ from agenthub.projects.schemas import ProjectOut, ProjectStats, ProjectUsage
 PREFIX = "prj"
 
 
-def _emit(db: AsyncSession, project: Project, event: str) -> None:
+def _emit_project(db: AsyncSession, project: Project, event: str) -> None:
     data = ProjectOut.model_validate(project).model_dump(mode="json")
-    emit(db, user_channel(project.user_id), f"project.{event}", data)
+    emit(db, USER(project.user_id), f"project.{event}", data)
 
 
 async def create_project(
@@ -37,7 +38,7 @@ async def create_project(
     project = Project(user_id=user_id, name=name, description=description, status=status, meta=meta)
     db.add(project)
     await db.flush()
-    _emit(db, project, "created")
+    _emit_project(db, project, "created")
     return project
 
 
@@ -71,7 +72,7 @@ async def update_project(
     renamed = {("meta" if key == "metadata" else key): value for key, value in changes.items()}
     if apply_changes(project, renamed):
         await db.flush()
-        _emit(db, project, "updated")
+        _emit_project(db, project, "updated")
     return project
 
 
@@ -80,7 +81,7 @@ async def delete_project(db: AsyncSession, user_id: str, project_id: str) -> Non
     project = await get_project(db, user_id, project_id)
     await db.delete(project)
     await db.flush()
-    emit(db, user_channel(user_id), "project.deleted", {"id": project_id})
+    emit(db, USER(user_id), "project.deleted", {"id": project_id})
 
 
 async def project_stats(db: AsyncSession, user_id: str) -> ProjectStats:

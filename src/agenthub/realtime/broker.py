@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from agenthub.config import Settings
 from agenthub.core.text import valid_text
 
 log = structlog.get_logger("agenthub.realtime")
@@ -154,14 +153,3 @@ class Broker(Protocol):
 
     async def member_keys(self, prefix: str) -> list[str]:
         """The presence sets whose key starts with `prefix` and that have members."""
-
-
-def create_broker(settings: Settings) -> Broker:
-    """The Redis broker when `AGENTHUB_REDIS_URL` is set, the in-process one otherwise."""
-    if settings.redis_url:
-        from agenthub.realtime.redis import RedisBroker
-
-        return RedisBroker(settings)
-    from agenthub.realtime.memory import MemoryBroker
-
-    return MemoryBroker(settings)

@@ -1,9 +1,10 @@
 """Channel names and who may use them.
 
 `user:{id}` (own notifications), `session:{id}`, `job:{id}`, `workflow:{id}` (own resources),
-`room:{name}` (any signed-in user) and `system` (administrators). Resource kinds register an
-ownership check in `OWNERSHIP`; another user's resource is reported exactly like a missing one.
-Who is in a room is shown only to those in it (`sees_members`).
+`room:{name}` (any signed-in user) and `system` (administrators). The packages that own a
+resource family register its ownership check with `channel_family` (`sessions.tasks`,
+`jobs.kinds`); another user's resource is reported exactly like a missing one. Who is in a
+room is shown only to those in it (`sees_members`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import FromClause, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agenthub.db.models.jobs import Job, Workflow
-from agenthub.db.models.sessions import ChatSession
+from agenthub.core.channels import ROOM, SYSTEM, USER, ChannelFamily
 
 CHANNEL_PATTERN = r"^(system|(user|session|job|workflow|room):[A-Za-z0-9_.:\-]{1,128})$"
 _CHANNEL = re.compile(CHANNEL_PATTERN)
-SYSTEM = "system"
-ROOM_PREFIX = "room:"
+ROOM_PREFIX = ROOM("")
 
 
 @dataclass(frozen=True)
@@ -50,22 +49,25 @@ class ChannelRefused(Exception):
 OwnershipCheck = Callable[[AsyncSession, str, str], Awaitable[bool]]
 
 
-def _owner_check(model: type[ChatSession | Job | Workflow]) -> OwnershipCheck:
-    async def owns(db: AsyncSession, user_id: str, item_id: str) -> bool:
-        found = await db.scalar(
-            select(model.id).where(model.id == item_id, model.user_id == user_id)
-        )
-        return found is not None
+def owner_check(table: FromClause) -> OwnershipCheck:
+    """The check of a table with `id` and `user_id`: does this user own the row with this id."""
+    query = select(table.c.id).where(
+        table.c.id == bindparam("key"), table.c.user_id == bindparam("user_id")
+    )
+
+    async def owns(db: AsyncSession, user_id: str, key: str) -> bool:
+        return await db.scalar(query, {"key": key, "user_id": user_id}) is not None
 
     return owns
 
 
-OWNERSHIP: dict[str, OwnershipCheck] = {
-    "session": _owner_check(ChatSession),
-    "job": _owner_check(Job),
-    "workflow": _owner_check(Workflow),
-}
-"""Kind → does this user own the resource with this id."""
+OWNERSHIP: dict[str, OwnershipCheck] = {}
+"""Family prefix → does this user own the resource with this key."""
+
+
+def channel_family(family: ChannelFamily, owns: OwnershipCheck) -> None:
+    """Let a user use `family`'s channels of the resources `owns` says are theirs."""
+    OWNERSHIP[family.prefix] = owns
 
 
 def is_room(channel: str) -> bool:
@@ -98,10 +100,10 @@ async def authorize(
         if not who.is_admin:
             raise ChannelRefused("forbidden", "The system channel is for administrators.")
         return
-    kind, _, name = channel.partition(":")
-    if kind == "room":
+    if ROOM.key_of(channel) is not None:
         return
-    if kind == "user":
+    kind, _, name = channel.partition(":")
+    if kind == USER.prefix:
         allowed = name == who.user_id
     else:
         check = OWNERSHIP.get(kind)

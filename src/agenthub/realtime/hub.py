@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from agenthub.realtime.channels import (
 from agenthub.realtime.connection import CloseCode, Connection, Subscription, Transport
 from agenthub.realtime.protocol import Position, subscribed_frame
 from agenthub.realtime.relay import EventRelay
+from agenthub.realtime.watchers import Watchers
 
 log = structlog.get_logger("agenthub.realtime")
 
@@ -50,12 +50,26 @@ class HubStats:
 
 
 class Hub:
-    def __init__(self, settings: Settings, database: Database, broker: Broker) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        broker: Broker,
+        relay: EventRelay,
+        watchers: Watchers,
+        *,
+        node: str,
+        on_websocket_open: Callable[[], None] = lambda: None,
+        on_websocket_close: Callable[[int], None] = lambda code: None,
+    ) -> None:
+        """`on_websocket_open` and `on_websocket_close` (with the close code) are told of each
+        WebSocket opened and closed (the app's monitor counts them)."""
         self.settings = settings
         self.database = database
         self.broker = broker
-        self.relay = EventRelay(settings, database, broker)
-        self.node = secrets.token_hex(4)
+        self.relay = relay
+        self.watchers = watchers
+        self.node = node
         self.connections: dict[str, Connection] = {}
         self.stats = HubStats()
         self.accepting = True
@@ -65,10 +79,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()
-        self._watchers: dict[str, list[Callable[[Event], None]]] = {}
-        # Told of each WebSocket opened and closed (with its close code): the app's monitor.
-        self.on_websocket_open: Callable[[], None] = lambda: None
-        self.on_websocket_close: Callable[[int], None] = lambda code: None
+        self._on_websocket_open = on_websocket_open
+        self._on_websocket_close = on_websocket_close
 
     @property
     def channel_count(self) -> int:
@@ -122,7 +134,7 @@ class Hub:
         )
         self._drained.clear()
         if transport == "ws":
-            self.on_websocket_open()
+            self._on_websocket_open()
         await self._register(connection)
         # Listed only now, with no await until the caller's first frame: the heartbeat loop
         # cannot put a `heartbeat` ahead of `connected` while the registration is in flight.
@@ -137,7 +149,7 @@ class Hub:
             self._drained.set()
         connection.close(CloseCode.GOING_AWAY, "disconnected")
         if connection.transport == "ws":
-            self.on_websocket_close(int(connection.close_code or CloseCode.GOING_AWAY))
+            self._on_websocket_close(int(connection.close_code or CloseCode.GOING_AWAY))
         if connection.close_code == CloseCode.SLOW_CONSUMER:
             self.stats.slow_consumer_closes += 1
         elif connection.close_code == CloseCode.FLOOD:
@@ -149,10 +161,9 @@ class Hub:
 
     async def _watch_credentials(self) -> None:
         """Hear on every node of credentials that ended (retried until the broker listens)."""
-        self._watchers.setdefault(CREDENTIALS_CHANNEL, []).append(self._credentials_revoked)
         while True:
             try:
-                await self._node_subscribe(CREDENTIALS_CHANNEL)
+                await self.watchers.watch(CREDENTIALS_CHANNEL, self._credentials_revoked)
                 return
             except BrokerUnavailable:
                 await asyncio.sleep(CATCH_UP_RETRY_SECONDS)
@@ -296,18 +307,11 @@ class Hub:
         async with self._node_lock:
             await call(arg)
 
-    async def watch(self, channel: str, callback: Callable[[Event], None]) -> None:
-        """Call `callback` with each live event on `channel`, on every node (workers listen
-        for wake-ups this way). Raises `BrokerUnavailable` if the broker cannot subscribe."""
-        self._watchers.setdefault(channel, []).append(callback)
-        await self._node_subscribe(channel)
-
     # -- broker callbacks ----------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
         self.stats.events_received += 1
-        for callback in self._watchers.get(event.channel, ()):
-            callback(event)
+        self.watchers.on_event(event)
         subscribers = self._channels.get(event.channel)
         if not subscribers:
             return

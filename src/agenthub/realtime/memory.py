@@ -8,8 +8,6 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agenthub.config import Settings
-from agenthub.core.metrics import count_event
 from agenthub.realtime.broker import BrokerListener, Event, History, JsonDict
 
 
@@ -38,9 +36,11 @@ class MemoryBroker:
 
     name = "memory"
 
-    def __init__(self, settings: Settings) -> None:
-        self._size = settings.realtime_history_size
-        self._ttl = settings.realtime_history_ttl_seconds
+    def __init__(self, *, history: int, history_ttl: float) -> None:
+        """Each channel keeps its last `history` events, for `history_ttl` seconds after its
+        last publish."""
+        self._size = history
+        self._ttl = history_ttl
         self._logs: dict[str, _Log] = {}
         self._swept = 0.0
         self._subscribed: set[str] = set()
@@ -81,7 +81,6 @@ class MemoryBroker:
         channel_log.offset += 1
         item = Event(channel, channel_log.offset, channel_log.epoch, event, data, ts)
         channel_log.events.append(item)
-        count_event(channel)
         if self._listener is not None and channel in self._subscribed:
             self._listener.on_event(item)
         return item

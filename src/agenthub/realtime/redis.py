@@ -28,8 +28,6 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from agenthub.config import Settings
-from agenthub.core.metrics import count_event
 from agenthub.realtime.broker import (
     BrokerListener,
     BrokerUnavailable,
@@ -121,10 +119,11 @@ class RedisBroker:
     name = "redis"
     ping_interval = 15.0  # an idle pub/sub connection is pinged; no answer twice -> reconnect
 
-    def __init__(self, settings: Settings) -> None:
-        if not settings.redis_url:
-            raise ValueError("RedisBroker needs AGENTHUB_REDIS_URL")
-        timeout = settings.broker_timeout_seconds
+    def __init__(
+        self, url: str, *, prefix: str, history: int, history_ttl: float, timeout: float
+    ) -> None:
+        """The broker on the Redis at `url`, its keys under `prefix`; each channel keeps its
+        last `history` events for `history_ttl` seconds; every call waits `timeout` at most."""
         options: dict[str, Any] = {
             "decode_responses": True,
             "socket_connect_timeout": timeout,
@@ -132,15 +131,15 @@ class RedisBroker:
             "retry": Retry(NoBackoff(), 0),  # a publish must never run twice
         }
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
+            url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
         )
         self._client = aioredis.Redis.from_pool(pool)
         # Blocking pub/sub reads ignore socket_timeout; the reader pings an idle connection.
-        self._pubsub_client = aioredis.Redis.from_url(settings.redis_url, **options)
-        self._prefix = f"{settings.redis_prefix}:"
+        self._pubsub_client = aioredis.Redis.from_url(url, **options)
+        self._prefix = f"{prefix}:"
         self._ev_prefix = f"{self._prefix}ev:"
-        self._size = settings.realtime_history_size
-        self._ttl = math.ceil(settings.realtime_history_ttl_seconds)
+        self._size = history
+        self._ttl = math.ceil(history_ttl)
         self._publish = self._client.register_script(PUBLISH_LUA)
         self._restart = self._client.register_script(RESTART_LUA)
         self._history = self._client.register_script(HISTORY_LUA)
@@ -181,7 +180,6 @@ class RedisBroker:
         args: list[EncodableT] = [_new_epoch(), body, self._size, self._ttl, ev]
         with _unavailable("publish"):
             offset, epoch = await self._publish(keys=self._keys(channel), args=args)
-        count_event(channel)
         return Event(channel, int(offset), str(epoch), event, data, ts)
 
     async def restart(self, channel: str) -> str:

@@ -31,11 +31,11 @@ from typing import TypeVar
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agenthub.config import Settings
 from agenthub.core.events import DomainEvent
-from agenthub.db.engine import Database
+from agenthub.core.metrics import count_event
 from agenthub.realtime import gaps
 from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, JsonDict
 
@@ -67,9 +67,13 @@ class _Gap:
 class EventRelay:
     """Publishes submitted events in the background; see the module docstring."""
 
-    def __init__(self, settings: Settings, database: Database, broker: Broker) -> None:
+    def __init__(
+        self, settings: Settings, broker: Broker, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """`sessions` write the relay's marks in `realtime_gaps`: the process's database
+        engine, without the `Database` that hands this relay its committed events."""
         self.broker = broker
-        self.database = database
+        self._sessions = sessions
         self.id = secrets.token_hex(8)  # its rows of `realtime_gaps`
         self.timeout = settings.broker_timeout_seconds
         self.down = False  # the broker failed and has not answered a ping since
@@ -91,7 +95,7 @@ class EventRelay:
         return sorted(c for c, gap in self._gaps.items() if not gap.restarted)
 
     def submit(self, events: list[DomainEvent]) -> None:
-        """Queue `events` for publishing (`Database.publisher`); never waits."""
+        """Queue `events` for publishing (the `Database`'s publisher); never waits."""
         for event in events:
             self._submitted += 1
             try:
@@ -212,6 +216,7 @@ class EventRelay:
             log.exception("event_not_published", channel=event.channel, domain_event=event.event)
             self._drop(item, "publish failed")
             return
+        count_event(event.channel)
         if item.published is not None and not item.published.done():
             item.published.set_result(published)
 
@@ -303,7 +308,7 @@ class EventRelay:
     async def _stored(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T | None:
         """`work(db)` in a transaction; None (said once per streak of failures) if it failed."""
         try:
-            async with self.database.transaction() as db:
+            async with self._sessions.begin() as db:
                 result = await work(db)
         except (SQLAlchemyError, OSError) as exc:
             if not self._store_failed:

@@ -12,15 +12,16 @@ in-process worker shares it) so that each runner name has one breaker per proces
 from __future__ import annotations
 
 import asyncio
+from typing import get_args
 
-from agenthub.config import Settings
+from agenthub.config import RunnerName, Settings
 from agenthub.runners.base import Runner, RunnerError, RunnerHealth
 from agenthub.runners.cli import CliRunner
 from agenthub.runners.echo import EchoRunner
 from agenthub.runners.openai import OpenAIRunner
 from agenthub.runners.resilience import CircuitBreaker, GuardedRunner
 
-RUNNER_NAMES = ("openai", "cli", "echo")
+RUNNER_NAMES: tuple[RunnerName, ...] = get_args(RunnerName)
 
 
 class Runners:

@@ -6,9 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agenthub.config import RunnerName
+
 
 class RunnerHealthOut(BaseModel):
-    name: Literal["openai", "cli", "echo"]
+    name: RunnerName
     configured: bool = Field(description="Whether the runner is set up in the settings")
     reachable: bool = Field(description="Whether the probe reached a working backend")
     version: str | None = Field(description="The CLI's `--version`, the server's, or agenthub's")

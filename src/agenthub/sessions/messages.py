@@ -24,7 +24,13 @@ from agenthub.db.base import utcnow
 from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.db.unit import Row, Unit
 from agenthub.sessions.schemas import MessageCreate, MessageOut
-from agenthub.sessions.service import announce, enforce_limit, ensure_writable, lock_owner
+from agenthub.sessions.service import (
+    SESSION,
+    emit_session,
+    enforce_limit,
+    ensure_writable,
+    lock_owner,
+)
 
 
 async def append_message(
@@ -73,8 +79,8 @@ async def append_message(
     if reactivating:
         await enforce_limit(db, chat, limit, now)
     message = Message(**{_ATTRIBUTE_KEYS[name]: value for name, value in row.items()})
-    emit(db, f"session:{chat.id}", "message.created", _event(row))
-    announce(db, chat)
+    emit(db, SESSION(chat.id), "message.created", _event(row))
+    emit_session(db, chat)
     return message
 
 
@@ -99,8 +105,8 @@ async def append_to_active(unit: Unit, chat: Row, new: MessageCreate) -> Row:
     updated = await unit.row(_COUNT_MESSAGE, counts)
     if updated is None:  # gone since it was read
         raise NotFound(f"Session {chat['id']!r} not found.")
-    emit(unit, f"session:{chat['id']}", "message.created", _event(row))
-    announce(unit, updated)
+    emit(unit, SESSION(chat["id"]), "message.created", _event(row))
+    emit_session(unit, updated)
     return row
 
 

@@ -16,8 +16,9 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.core.cache import invalidate_every_cache
+from agenthub.core.channels import USER, ChannelFamily
 from agenthub.core.errors import Conflict, FieldError, ValidationFailed
-from agenthub.core.events import Recorder, emit, user_channel
+from agenthub.core.events import Recorder, emit
 from agenthub.core.ownership import check_owned_reference, owned_by
 from agenthub.core.pagination import PageParams, contains_text, keyset_page
 from agenthub.db.base import utcnow
@@ -30,14 +31,17 @@ from agenthub.sessions.schemas import AgentTypeStats, SessionOut, SessionStats, 
 
 DEFAULT_TITLE = "New chat"
 
+SESSION = ChannelFamily("session")
+"""A session's messages, tool executions and changes, for its owner."""
 
-def announce(db: Recorder, chat: ChatSession | Row, event: str = "session.updated") -> None:
+
+def emit_session(db: Recorder, chat: ChatSession | Row, event: str = "session.updated") -> None:
     """Publish the session's state (an object, or a row by column) to its own channel and to
     its owner's."""
     data = SessionOut.model_validate(chat).model_dump(mode="json")
     owner = chat["user_id"] if isinstance(chat, dict) else chat.user_id
-    emit(db, f"session:{data['id']}", event, data)
-    emit(db, user_channel(owner), event, data)
+    emit(db, SESSION(data["id"]), event, data)
+    emit(db, USER(owner), event, data)
 
 
 def ensure_writable(chat: ChatSession) -> None:
@@ -77,7 +81,7 @@ async def enforce_limit(
         old.updated_at = now
     await db.flush()
     for old in archived:
-        announce(db, old)
+        emit_session(db, old)
     return archived
 
 
@@ -127,7 +131,7 @@ async def create_session(
     db.add(chat)
     await db.flush()
     archived = await enforce_limit(db, chat, limit, now)
-    announce(db, chat)
+    emit_session(db, chat)
     return chat, archived
 
 
@@ -180,7 +184,7 @@ def update_session(
     if metadata is not None:
         chat.meta = metadata
     chat.updated_at = utcnow()
-    announce(db, chat)
+    emit_session(db, chat)
 
 
 def delete_session(db: AsyncSession, chat: ChatSession) -> None:
@@ -188,7 +192,7 @@ def delete_session(db: AsyncSession, chat: ChatSession) -> None:
     if chat.deleted_at is not None:
         return
     chat.deleted_at = chat.updated_at = utcnow()
-    announce(db, chat, "session.deleted")
+    emit_session(db, chat, "session.deleted")
 
 
 async def restore_session(db: AsyncSession, chat: ChatSession, limit: int) -> list[ChatSession]:
@@ -202,7 +206,7 @@ async def restore_session(db: AsyncSession, chat: ChatSession, limit: int) -> li
     chat.last_activity_at = chat.updated_at = now
     await db.flush()
     archived = await enforce_limit(db, chat, limit, now)
-    announce(db, chat)
+    emit_session(db, chat)
     return archived
 
 

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.service import REPLY_KIND
 from agenthub.auth.service import add_usage
+from agenthub.config import RunnerName
 from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.ids import new_id
 from agenthub.core.jsondata import JsonObject
@@ -47,13 +48,14 @@ from agenthub.db.models.agents import Agent
 from agenthub.db.models.jobs import Job
 from agenthub.db.models.sessions import ChatSession, Message
 from agenthub.jobs.context import JobContext, JobFailed, Write
-from agenthub.jobs.kinds import RunnerName, stream_completion, usage_of
+from agenthub.jobs.kinds import stream_completion, usage_of
 from agenthub.jobs.maintenance import BATCH, in_batches, purge
 from agenthub.jobs.registry import job_kind
+from agenthub.realtime.channels import channel_family, owner_check
 from agenthub.runners.base import ChatMessage, ChatRole, Completion, RunRequest, ToolCall
 from agenthub.sessions.messages import append_message, last_messages
 from agenthub.sessions.schemas import TOOL_TYPE_PATTERN
-from agenthub.sessions.service import purge_deleted_sessions
+from agenthub.sessions.service import SESSION, purge_deleted_sessions
 from agenthub.sessions.tools import create_tool, progress_tool
 
 KIND = REPLY_KIND
@@ -106,7 +108,7 @@ async def agent_reply(ctx: JobContext, data: AgentReplyInput) -> AgentReplyResul
         attempt=ctx.attempt,
     )
     context = {"job_id": ctx.job.id, "reply_to": data.message_id, "attempt": ctx.attempt}
-    completion = await stream_completion(ctx, runner, request, f"session:{chat.id}", context)
+    completion = await stream_completion(ctx, runner, request, SESSION(chat.id), context)
     message_id = new_id("msg")
     ctx.on_complete(_store(ctx, data, runner, completion, message_id))
     return AgentReplyResult(
@@ -203,6 +205,9 @@ def _tool_fields(call: ToolCall) -> dict[str, Any]:
         "tool_type": call.tool_type if _TOOL_TYPE.fullmatch(call.tool_type) else "function",
         "tool_input": arguments if isinstance(arguments, dict) else {"arguments": arguments},
     }
+
+
+channel_family(SESSION, owner_check(ChatSession.__table__))
 
 
 @purge("sessions", order=10)

@@ -15,17 +15,17 @@ from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow
 from agenthub.db.models.sessions import TOOL_FINAL_STATUSES, ChatSession, Message, ToolExecution
 from agenthub.sessions.schemas import ToolOut
-from agenthub.sessions.service import ensure_writable
+from agenthub.sessions.service import SESSION, ensure_writable
 
 # A status may only move forward; the final ones share the last step.
 _STEP = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2}
 _MAX_DURATION_MS = 2**31 - 1
 
 
-def _announce(db: AsyncSession, tool: ToolExecution, event: str) -> None:
+def _emit_tool(db: AsyncSession, tool: ToolExecution, event: str) -> None:
     emit(
         db,
-        f"session:{tool.session_id}",
+        SESSION(tool.session_id),
         event,
         ToolOut.model_validate(tool).model_dump(mode="json"),
     )
@@ -70,7 +70,7 @@ async def create_tool(
     )
     db.add(tool)
     await db.flush()
-    _announce(db, tool, "tool.created")
+    _emit_tool(db, tool, "tool.created")
     return tool
 
 
@@ -114,7 +114,7 @@ def progress_tool(
     if "error" in changes:
         tool.error = changes["error"]
     tool.updated_at = now
-    _announce(db, tool, "tool.updated")
+    _emit_tool(db, tool, "tool.updated")
 
 
 async def list_tools(

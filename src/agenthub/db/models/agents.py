@@ -12,7 +12,6 @@ from agenthub.core.ownership import Owned
 from agenthub.db.base import Base, Timestamped
 
 AGENT_STATUSES = ("idle", "running", "stopped", "error")
-RUNNERS = ("openai", "cli", "echo")
 
 
 class Agent(Owned, Timestamped, Base):
