@@ -31,7 +31,7 @@ from agenthub.core.pagination import (
 )
 from agenthub.db.session import DbSession
 from agenthub.web.caller import CurrentUser
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=problem_responses(401))
 
@@ -44,17 +44,12 @@ AgentId = Annotated[str, Path(max_length=64, description="An agent id (`agt_...`
     response_model=AgentOut,
     responses=problem_responses(409, 422),
 )
-async def create_agent(
-    body: AgentCreate, user: CurrentUser, db: DbSession, idempotency: IdempotencyDep
-) -> AgentOut:
+@idempotent(status.HTTP_201_CREATED)
+async def create_agent(body: AgentCreate, user: CurrentUser, db: DbSession) -> AgentOut:
     """Create an agent; `project_id`, when given, must be one of the caller's projects."""
 
-    async def create() -> AgentOut:
-        agent = await service.create_agent(db, user.id, body.model_dump())
-        return AgentOut.model_validate(agent)
-
-    result: AgentOut = await idempotency.run(status.HTTP_201_CREATED, create)
-    return result
+    agent = await service.create_agent(db, user.id, body.model_dump())
+    return AgentOut.model_validate(agent)
 
 
 @router.get("", response_model=Page[AgentOut], responses=problem_responses(422))

@@ -33,7 +33,7 @@ from agenthub.web.caller import (
     CurrentCredential,
     CurrentUser,
 )
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/v1/user", tags=["user"], responses=problem_responses(401))
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403))
@@ -143,24 +143,20 @@ async def end_session(
     response_model=ApiKeyCreated,
     responses=problem_responses(409, 422),
 )
+@idempotent(status.HTTP_201_CREATED)
 async def create_api_key(
     body: ApiKeyCreate,
     user: CurrentUser,
     db: DbSession,
     client: Client,
-    idempotency: IdempotencyDep,
 ) -> ApiKeyCreated:
     """Create an API key; the secret `key` is in this response only."""
 
-    async def create() -> ApiKeyCreated:
-        key, secret = await service.create_api_key(
-            db, user, name=body.name, expires_in_days=body.expires_in_days
-        )
-        audit(db, "api_key.created", user_id=user.id, client=client, key_id=key.id)
-        return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
-
-    result: ApiKeyCreated = await idempotency.run(status.HTTP_201_CREATED, create)
-    return result
+    key, secret = await service.create_api_key(
+        db, user, name=body.name, expires_in_days=body.expires_in_days
+    )
+    audit(db, "api_key.created", user_id=user.id, client=client, key_id=key.id)
+    return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
 
 
 @router.get("/api-keys", response_model=Page[ApiKeyOut])
@@ -185,19 +181,14 @@ async def delete_api_key(key_id: KeyId, user: CurrentUser, db: DbSession, client
     response_model=ApiKeyCreated,
     responses=problem_responses(409, 422),
 )
-async def reset_api_keys(
-    user: CurrentUser, db: DbSession, client: Client, idempotency: IdempotencyDep
-) -> ApiKeyCreated:
+@idempotent(status.HTTP_201_CREATED)
+async def reset_api_keys(user: CurrentUser, db: DbSession, client: Client) -> ApiKeyCreated:
     """Revoke every API key of the account and issue one new key."""
 
-    async def reset() -> ApiKeyCreated:
-        revoked = await service.delete_all_api_keys(db, user.id)
-        key, secret = await service.create_api_key(db, user, name="default", expires_in_days=None)
-        audit(db, "api_key.reset", user_id=user.id, client=client, revoked=revoked, key_id=key.id)
-        return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
-
-    result: ApiKeyCreated = await idempotency.run(status.HTTP_201_CREATED, reset)
-    return result
+    revoked = await service.delete_all_api_keys(db, user.id)
+    key, secret = await service.create_api_key(db, user, name="default", expires_in_days=None)
+    audit(db, "api_key.reset", user_id=user.id, client=client, revoked=revoked, key_id=key.id)
+    return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
 
 
 async def _audit_page(

@@ -13,7 +13,7 @@ from agenthub.ideas import service
 from agenthub.ideas.schemas import GenerateAccepted, GenerateRequest, IdeaOut
 from agenthub.jobs.schemas import JobStatus
 from agenthub.web.caller import AppSettings, CurrentUser
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(tags=["ideas"], responses=problem_responses(401))
 
@@ -27,30 +27,26 @@ Q_MAX = 500
     response_model=GenerateAccepted,
     responses=problem_responses(409, 422),
 )
+@idempotent(status.HTTP_202_ACCEPTED)
 async def generate(
     body: GenerateRequest,
     user: CurrentUser,
     db: DbSession,
     settings: AppSettings,
-    idempotency: IdempotencyDep,
 ) -> GenerateAccepted:
     """Store the idea and start a `spec.generate` job that asks the runner for its
     specification. Follow the job on `job:{job_id}` (progress, the model's text as
     `message.delta`) or poll `GET /v1/jobs/{job_id}`; `GET /v1/ideas/{idea_id}` holds the
     specification once the job completed."""
 
-    async def create() -> GenerateAccepted:
-        idea, job = await service.create_idea(
-            db,
-            user.id,
-            body.idea,
-            body.options.model_dump(mode="json", exclude_unset=True),
-            default_timeout=settings.job_default_timeout_seconds,
-        )
-        return GenerateAccepted(job_id=job.id, idea_id=idea.id)
-
-    result: GenerateAccepted = await idempotency.run(status.HTTP_202_ACCEPTED, create)
-    return result
+    idea, job = await service.create_idea(
+        db,
+        user.id,
+        body.idea,
+        body.options.model_dump(mode="json", exclude_unset=True),
+        default_timeout=settings.job_default_timeout_seconds,
+    )
+    return GenerateAccepted(job_id=job.id, idea_id=idea.id)
 
 
 @router.get("/v1/ideas", response_model=Page[IdeaOut], responses=problem_responses(422))

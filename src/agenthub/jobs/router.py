@@ -31,7 +31,7 @@ from agenthub.jobs.worker import WORKERS_KEY
 from agenthub.realtime.broker import BrokerUnavailable
 from agenthub.realtime.router import hub_of
 from agenthub.web.caller import AdminUser, AppSettings, CurrentUser
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401))
 admin_router = APIRouter(
@@ -47,36 +47,32 @@ JobId = Annotated[str, Path(max_length=64, description="A job id (`job_...`)")]
     response_model=JobOut,
     responses=problem_responses(422),
 )
+@idempotent(status.HTTP_202_ACCEPTED)
 async def create_job(
     body: JobCreate,
     user: CurrentUser,
     db: DbSession,
     settings: AppSettings,
-    idempotency: IdempotencyDep,
 ) -> JobOut:
     """Enqueue a job of a registered kind (`llm.complete`, `agent.reply`, `spec.generate`,
     ...); its input is validated by the kind (422). Follow it on `job:{id}` or poll
     `GET /v1/jobs/{id}`."""
 
-    async def create() -> JobOut:
-        job = await service.enqueue(
-            db,
-            service.NewJob(
-                kind=body.kind,
-                input=body.input,
-                user_id=user.id,
-                priority=body.priority,
-                depends_on=body.depends_on,
-                max_attempts=body.max_attempts,
-                timeout_s=body.timeout_s,
-                run_at=body.run_at,
-            ),
-            default_timeout=settings.job_default_timeout_seconds,
-        )
-        return JobOut.model_validate(job)
-
-    result: JobOut = await idempotency.run(status.HTTP_202_ACCEPTED, create)
-    return result
+    job = await service.enqueue(
+        db,
+        service.NewJob(
+            kind=body.kind,
+            input=body.input,
+            user_id=user.id,
+            priority=body.priority,
+            depends_on=body.depends_on,
+            max_attempts=body.max_attempts,
+            timeout_s=body.timeout_s,
+            run_at=body.run_at,
+        ),
+        default_timeout=settings.job_default_timeout_seconds,
+    )
+    return JobOut.model_validate(job)
 
 
 @router.get("", response_model=Page[JobOut], responses=problem_responses(422))

@@ -12,7 +12,7 @@ from agenthub.db.session import DbSession
 from agenthub.jobs import workflows
 from agenthub.jobs.workflow_schemas import WorkflowCreate, WorkflowOut
 from agenthub.web.caller import AppSettings, CurrentUser
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=problem_responses(401))
 
@@ -25,25 +25,21 @@ WorkflowId = Annotated[str, Path(max_length=64, description="A workflow id (`wfl
     response_model=WorkflowOut,
     responses=problem_responses(422),
 )
+@idempotent(status.HTTP_202_ACCEPTED)
 async def create_workflow(
     body: WorkflowCreate,
     user: CurrentUser,
     db: DbSession,
     settings: AppSettings,
-    idempotency: IdempotencyDep,
 ) -> WorkflowOut:
     """Create the workflow's steps as jobs, all or none: steps without `depends_on` are
     queued, the others wait until their dependencies completed; a failed step cancels its
     dependents (`dependency_failed`). Unknown keys, cycles, unknown kinds and invalid inputs
     are 422 naming the step (`steps.N...`). Follow every step's events on `workflow:{id}`."""
 
-    async def create() -> WorkflowOut:
-        return await workflows.create_workflow(
-            db, user.id, body, default_timeout=settings.job_default_timeout_seconds
-        )
-
-    result: WorkflowOut = await idempotency.run(status.HTTP_202_ACCEPTED, create)
-    return result
+    return await workflows.create_workflow(
+        db, user.id, body, default_timeout=settings.job_default_timeout_seconds
+    )
 
 
 @router.get("", response_model=Page[WorkflowOut], responses=problem_responses(422))

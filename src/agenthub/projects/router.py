@@ -19,7 +19,7 @@ from agenthub.projects.schemas import (
     ProjectStatus,
 )
 from agenthub.web.caller import CurrentUser
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], responses=problem_responses(401))
 
@@ -32,24 +32,19 @@ ProjectId = Annotated[str, Path(max_length=64, description="A project id (`prj_.
     response_model=ProjectOut,
     responses=problem_responses(409, 422),
 )
-async def create_project(
-    body: ProjectCreate, user: CurrentUser, db: DbSession, idempotency: IdempotencyDep
-) -> ProjectOut:
+@idempotent(status.HTTP_201_CREATED)
+async def create_project(body: ProjectCreate, user: CurrentUser, db: DbSession) -> ProjectOut:
     """Create a project (emits `project.created` on `user:{id}`)."""
 
-    async def create() -> ProjectOut:
-        project = await service.create_project(
-            db,
-            user.id,
-            name=body.name,
-            description=body.description,
-            status=body.status,
-            meta=body.metadata,
-        )
-        return ProjectOut.model_validate(project)
-
-    result: ProjectOut = await idempotency.run(status.HTTP_201_CREATED, create)
-    return result
+    project = await service.create_project(
+        db,
+        user.id,
+        name=body.name,
+        description=body.description,
+        status=body.status,
+        meta=body.metadata,
+    )
+    return ProjectOut.model_validate(project)
 
 
 @router.get("", response_model=Page[ProjectOut], responses=problem_responses(422))

@@ -15,7 +15,7 @@ from agenthub.sessions import messages, tasks
 from agenthub.sessions.deps import OwnedSession, SessionLimit
 from agenthub.sessions.schemas import MessageCreate, MessageOut, MessageWithJob, Role
 from agenthub.web.caller import AppSettings
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/{session_id}/messages", tags=["messages"])
 
@@ -31,13 +31,13 @@ MAX_OFFSET = 1_000_000_000
     response_model=MessageOut | MessageWithJob,
     responses=problem_responses(404, 409, 422),
 )
+@idempotent(status.HTTP_201_CREATED)
 async def create_message(
     body: MessageCreate,
     chat: OwnedSession,
     db: DbSession,
     limit: SessionLimit,
     settings: AppSettings,
-    idempotency: IdempotencyDep,
 ) -> MessageOut | MessageWithJob:
     """Append a message; the session's `message_count`, token totals and `last_activity_at`
     change in the same transaction.
@@ -49,26 +49,22 @@ async def create_message(
     on `session:{id}` and is stored as an assistant message when the job completes.
     """
 
-    async def create() -> MessageOut | MessageWithJob:
-        message = await messages.append_new(db, chat, body, limit)
-        out = MessageOut.model_validate(message)
-        if not body.respond:
-            return out
-        job = await jobs.enqueue(
-            db,
-            jobs.NewJob(
-                kind=tasks.KIND,
-                input={"session_id": chat.id, "message_id": message.id},
-                user_id=chat.user_id,
-                session_id=chat.id,
-                agent_id=chat.agent_id,
-            ),
-            default_timeout=settings.job_default_timeout_seconds,
-        )
-        return MessageWithJob(message=out, job=JobOut.model_validate(job))
-
-    result: MessageOut | MessageWithJob = await idempotency.run(status.HTTP_201_CREATED, create)
-    return result
+    message = await messages.append_new(db, chat, body, limit)
+    out = MessageOut.model_validate(message)
+    if not body.respond:
+        return out
+    job = await jobs.enqueue(
+        db,
+        jobs.NewJob(
+            kind=tasks.KIND,
+            input={"session_id": chat.id, "message_id": message.id},
+            user_id=chat.user_id,
+            session_id=chat.id,
+            agent_id=chat.agent_id,
+        ),
+        default_timeout=settings.job_default_timeout_seconds,
+    )
+    return MessageWithJob(message=out, job=JobOut.model_validate(job))
 
 
 @router.get("", response_model=Page[MessageOut], responses=problem_responses(404, 422))

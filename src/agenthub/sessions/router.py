@@ -29,7 +29,7 @@ from agenthub.sessions.schemas import (
 )
 from agenthub.sessions.tools_router import router as tools_router
 from agenthub.web.caller import CurrentUser
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=problem_responses(401))
 
@@ -49,12 +49,12 @@ def _change(chat: ChatSession, archived: list[ChatSession]) -> SessionChange:
     response_model=SessionChange,
     responses=problem_responses(409, 422),
 )
+@idempotent(status.HTTP_201_CREATED)
 async def create_session(
     body: SessionCreate,
     user: CurrentUser,
     db: DbSession,
     limit: SessionLimit,
-    idempotency: IdempotencyDep,
 ) -> SessionChange:
     """Start a chat with one of your agents (`agent_id`) or an agent type (`agent_type`).
 
@@ -63,21 +63,17 @@ async def create_session(
     and can be restored). Unknown `agent_id` or `project_id` → 422.
     """
 
-    async def create() -> SessionChange:
-        chat, archived = await service.create_session(
-            db,
-            user.id,
-            limit=limit,
-            agent_id=body.agent_id,
-            agent_type=body.agent_type,
-            title=body.title,
-            project_id=body.project_id,
-            metadata=body.metadata,
-        )
-        return _change(chat, archived)
-
-    result: SessionChange = await idempotency.run(status.HTTP_201_CREATED, create)
-    return result
+    chat, archived = await service.create_session(
+        db,
+        user.id,
+        limit=limit,
+        agent_id=body.agent_id,
+        agent_type=body.agent_type,
+        title=body.title,
+        project_id=body.project_id,
+        metadata=body.metadata,
+    )
+    return _change(chat, archived)
 
 
 @router.get("", response_model=Page[SessionOut], responses=problem_responses(422))

@@ -12,7 +12,7 @@ from agenthub.db.session import DbSession
 from agenthub.sessions import tools
 from agenthub.sessions.deps import OwnedSession
 from agenthub.sessions.schemas import TOOL_TYPE_PATTERN, ToolCreate, ToolOut, ToolPatch, ToolStatus
-from agenthub.web.idempotency import IdempotencyDep
+from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/{session_id}/tools", tags=["tool executions"])
 
@@ -26,26 +26,21 @@ ToolId = Annotated[str, Path(max_length=64)]
     response_model=ToolOut,
     responses=problem_responses(404, 409, 422),
 )
-async def create_tool(
-    body: ToolCreate, chat: OwnedSession, db: DbSession, idempotency: IdempotencyDep
-) -> ToolOut:
+@idempotent(status.HTTP_201_CREATED)
+async def create_tool(body: ToolCreate, chat: OwnedSession, db: DbSession) -> ToolOut:
     """Record a tool call (`pending`, or `running` from `started_at`, default now)."""
 
-    async def create() -> ToolOut:
-        tool = await tools.create_tool(
-            db,
-            chat,
-            tool_name=body.tool_name,
-            tool_type=body.tool_type,
-            tool_input=body.input,
-            status=body.status,
-            message_id=body.message_id,
-            started_at=body.started_at,
-        )
-        return ToolOut.model_validate(tool)
-
-    result: ToolOut = await idempotency.run(status.HTTP_201_CREATED, create)
-    return result
+    tool = await tools.create_tool(
+        db,
+        chat,
+        tool_name=body.tool_name,
+        tool_type=body.tool_type,
+        tool_input=body.input,
+        status=body.status,
+        message_id=body.message_id,
+        started_at=body.started_at,
+    )
+    return ToolOut.model_validate(tool)
 
 
 @router.get("", response_model=Page[ToolOut], responses=problem_responses(404, 422))

@@ -8,7 +8,9 @@ upload, hashed while it is read, never held in memory).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Protocol
@@ -151,3 +153,29 @@ async def _idempotency(
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]
+
+
+def idempotent(
+    status_code: int,
+) -> Callable[[Callable[..., Awaitable[BaseModel]]], Callable[..., Awaitable[Any]]]:
+    """Make a creating endpoint idempotent: it answers `status_code` with what it returns,
+    and a repeat of its `Idempotency-Key` with the same body replays that answer
+    (`Idempotency.run`). The endpoint gains the `Idempotency-Key` header; its body is left to
+    FastAPI (JSON). A streamed body (an upload) calls `Idempotency.run` itself."""
+
+    def decorate(endpoint: Callable[..., Awaitable[BaseModel]]) -> Callable[..., Awaitable[Any]]:
+        signature = inspect.signature(endpoint)
+
+        @functools.wraps(endpoint)
+        async def create(*args: Any, idempotency: Idempotency, **kwargs: Any) -> Any:
+            return await idempotency.run(status_code, lambda: endpoint(*args, **kwargs))
+
+        added = inspect.Parameter(
+            "idempotency", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyDep
+        )
+        create.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), added]
+        )
+        return create
+
+    return decorate
