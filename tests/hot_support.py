@@ -1,4 +1,4 @@
-"""Hot routes (`core.hot`, `sessions.hot`) in front of a stand-in router, to tell what they
+"""Hot routes (`web.hot`, `sessions.hot`) in front of a stand-in router, to tell what they
 answered from what they left to the routes."""
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from agenthub.auth import hot as auth_hot
 from agenthub.auth.router import router as auth_router
 from agenthub.auth.user_router import admin_router
 from agenthub.auth.user_router import router as user_router
+from agenthub.cache.base import CACHE_HEADER
 from agenthub.config import Settings
-from agenthub.core.cache import CACHE_HEADER
 from agenthub.core.errors import install_error_handlers
 from agenthub.core.logging import configure_logging
 from agenthub.core.middleware import (
@@ -27,12 +27,6 @@ from agenthub.core.middleware import (
     RequestContextMiddleware,
 )
 from agenthub.core.openapi import install_openapi
-from agenthub.core.ratelimit import (
-    RATE_LIMIT_HEADERS,
-    RateLimiter,
-    RateLimitMiddleware,
-    route_groups,
-)
 from agenthub.core.security import password_hasher
 from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
@@ -59,6 +53,12 @@ from agenthub.sessions import hot as sessions_hot
 from agenthub.sessions.hot import HotAppend
 from agenthub.sessions.router import router as sessions_router
 from agenthub.web.hot import HotReads
+from agenthub.web.ratelimit import (
+    RATE_LIMIT_HEADERS,
+    RateLimiter,
+    RateLimitMiddleware,
+    route_groups,
+)
 from agenthub.wiring import api_parts
 
 DESCRIPTION = (
@@ -91,7 +91,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 HOT_READS = (*sessions_hot.READS, *auth_hot.READS, *jobs_hot.READS)
-"""The reads answered in front of the router (`core.hot`)."""
+"""The reads answered in front of the router (`web.hot`)."""
 
 
 @cache

@@ -24,8 +24,10 @@ from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from agenthub.auth import tasks as auth_tasks
+from agenthub.cache.base import Cache
+from agenthub.cache.memory import MemoryCache
+from agenthub.cache.redis import RedisCache
 from agenthub.config import Settings
-from agenthub.core.cache import Cache, create_cache
 from agenthub.db.engine import Database, create_engine
 from agenthub.files import tasks as files_tasks
 from agenthub.ideas import tasks as ideas_tasks
@@ -36,7 +38,6 @@ from agenthub.monitoring.monitor import Monitor
 from agenthub.realtime.broker import Broker
 from agenthub.realtime.hub import Hub
 from agenthub.realtime.memory import MemoryBroker
-from agenthub.realtime.redis import RedisBroker
 from agenthub.realtime.relay import EventRelay
 from agenthub.realtime.watchers import Watchers
 from agenthub.runners.registry import Runners
@@ -52,9 +53,19 @@ def load_tasks(settings: Settings) -> None:
     load_kinds(settings.job_modules)
 
 
+def create_cache(settings: Settings) -> Cache:
+    """Redis when `AGENTHUB_REDIS_URL` is set, the process's memory otherwise."""
+    if settings.redis_url:
+        return RedisCache(settings)
+    return MemoryCache(settings.cache_ttl_seconds, settings.cache_max_entries)
+
+
 def create_broker(settings: Settings) -> Broker:
     """The Redis broker when `AGENTHUB_REDIS_URL` is set, the in-process one otherwise."""
     if settings.redis_url:
+        # Imported only with Redis configured: the client takes long to import.
+        from agenthub.realtime.redis import RedisBroker
+
         return RedisBroker(
             settings.redis_url,
             prefix=settings.redis_prefix,

@@ -25,7 +25,10 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from agenthub.core.cache import ALL_USERS, EVERYONE, CacheUnavailable, MemoryCache, RedisCache
+from agenthub.cache.base import CacheUnavailable
+from agenthub.cache.memory import MemoryCache
+from agenthub.cache.redis import RedisCache
+from agenthub.cache.stale import ALL_USERS, EVERYONE
 from conftest import AccountFactory, asgi_client, custom_app, login_admin, make_settings
 from private_servers import CuttingProxy, PrivateRedis, redis_server
 from realtime_support import drop_prefix, redis_url, require_redis

@@ -19,8 +19,8 @@ from agenthub.agents.schemas import (
     BulkOutcome,
     LogLine,
 )
+from agenthub.cache.base import AppCache
 from agenthub.config import RunnerName
-from agenthub.core.cache import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.pagination import (
     DEFAULT_LIMIT,

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from agenthub.auth.audit import ClientInfo
-from agenthub.core.ratelimit import RateLimiter, RequestLimits, request_limits
 from agenthub.core.security import PasswordHasher
+from agenthub.web.ratelimit import RateLimiter, RequestLimits, request_limits
 
 # `async def` although they never await: FastAPI runs a plain `def` dependency in its thread
 # pool, a thread hop on every request that uses it.

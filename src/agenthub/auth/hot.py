@@ -1,4 +1,4 @@
-"""`GET /v1/user/profile` as a hot read (`core.hot`): the caller's user row with the login
+"""`GET /v1/user/profile` as a hot read (`web.hot`): the caller's user row with the login
 check in one statement, then their API keys' prefixes, as the route reads them."""
 
 from __future__ import annotations

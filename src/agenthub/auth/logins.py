@@ -1,7 +1,7 @@
 """Logins: started by a password login (or `agenthub token`), kept alive by refresh-token
 rotation with reuse detection, ended by logout, reuse, a password change, the user, an
 administrator or the account's deletion. Ending a login ends its access tokens at once: every
-authenticated request checks its login (`auth.credentials`), and open connections are told
+authenticated request checks its login (`web.credentials`), and open connections are told
 through `credentials_revoked`."""
 
 from __future__ import annotations

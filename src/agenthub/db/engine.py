@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from agenthub.cache.stale import take_stale_owners
 from agenthub.config import Settings
-from agenthub.core.cache import take_stale_owners
 from agenthub.core.errors import AgentHubError
 from agenthub.core.events import DomainEvent, Publisher, Recorder, log_publisher, take_pending
 from agenthub.core.text import surrogate_in, valid_text
@@ -136,7 +136,7 @@ class Database:
         what the request recorded before it failed, and publishes its events. Domain events
         recorded with `core.events.emit` are handed to the publisher once the commit succeeded,
         after the
-        cached reads of the users it wrote for (`core.cache`) were invalidated.
+        cached reads of the users it wrote for (`agenthub.cache`) were invalidated.
         """
         async with self.sessions() as session:
             try:

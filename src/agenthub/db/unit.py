@@ -10,7 +10,7 @@ types' own processors, so values read and written are the ones the ORM would rea
 Rows come back as dicts by column key.
 
 Events and cache invalidations are recorded on `info`, as on an ORM session (`core.events`,
-`core.cache`), and handed on only after the commit. A failed unit rolls back; a connection
+`agenthub.cache`), and handed on only after the commit. A failed unit rolls back; a connection
 that cannot roll back is discarded rather than returned to the pool in an unknown state.
 """
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request,
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from agenthub.cache.base import AppCache
 from agenthub.config import Settings
-from agenthub.core.cache import AppCache
 from agenthub.core.errors import BadRequest, NotFound, UnsupportedMediaType, problem_responses
 from agenthub.core.pagination import Page, PageParams, page_params
 from agenthub.db.models.files import PURPOSES

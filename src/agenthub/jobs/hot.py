@@ -1,4 +1,4 @@
-"""`GET /v1/jobs/{id}` (the polling fallback of `job:{id}`) as a hot read (`core.hot`): the
+"""`GET /v1/jobs/{id}` (the polling fallback of `job:{id}`) as a hot read (`web.hot`): the
 caller's job, read with the login check in one statement."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.core.cache import invalidate_cache_of
+from agenthub.cache.stale import invalidate_cache_of
 from agenthub.core.channels import ChannelFamily
 from agenthub.core.events import emit
 from agenthub.db.base import utcnow

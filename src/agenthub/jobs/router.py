@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from agenthub.core.cache import ALL_USERS, AppCache
+from agenthub.cache.base import AppCache
+from agenthub.cache.stale import ALL_USERS
 from agenthub.core.errors import AgentHubError, problem_responses
 from agenthub.core.pagination import CursorPaging, Page
 from agenthub.db.base import utcnow

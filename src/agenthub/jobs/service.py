@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.core.cache import invalidate_cache_of, invalidate_every_cache
+from agenthub.cache.stale import invalidate_cache_of, invalidate_every_cache
 from agenthub.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from agenthub.core.pagination import PageParams, keyset_page
 from agenthub.db.base import utcnow

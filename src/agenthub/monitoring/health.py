@@ -14,9 +14,8 @@ from pydantic import BaseModel
 from starlette.datastructures import State
 from starlette.responses import JSONResponse
 
-from agenthub.core.cache import Cache, CacheUnavailable
+from agenthub.cache.base import Cache, CacheUnavailable
 from agenthub.core.errors import problem_response, problem_responses
-from agenthub.core.ratelimit import RateLimiter
 from agenthub.db.diagnosis import RUN_MIGRATE
 from agenthub.db.engine import Database
 from agenthub.db.migrate import current_revision, pending_migration
@@ -25,6 +24,7 @@ from agenthub.monitoring.monitor import Monitor
 from agenthub.realtime.broker import BrokerUnavailable
 from agenthub.realtime.hub import Hub
 from agenthub.runners.registry import Runners
+from agenthub.web.ratelimit import RateLimiter
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from agenthub.core.cache import AppCache
+from agenthub.cache.base import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.pagination import CursorPaging, Page, SortQuery
 from agenthub.db.session import DbSession

@@ -13,12 +13,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from agenthub.config import Settings
 from agenthub.core.metrics import RATE_LIMITED
-from agenthub.core.ratelimit import RateLimiter
 from agenthub.realtime import frames
 from agenthub.realtime.auth import authenticate, expires_in
 from agenthub.realtime.broker import Event, dumps
 from agenthub.realtime.connection import CloseCode, Connection
 from agenthub.realtime.hub import Hub
+from agenthub.web.ratelimit import RateLimiter
 
 router = APIRouter()
 log = structlog.get_logger("agenthub.realtime")

@@ -1,5 +1,5 @@
 """A chat client's most frequent requests, answered without FastAPI's per-request machinery
-(`core.hot`): the reads `GET /v1/sessions`, `GET /v1/sessions/{id}` and its latest page
+(`web.hot`): the reads `GET /v1/sessions`, `GET /v1/sessions/{id}` and its latest page
 `GET /v1/sessions/{id}/messages`, and the append `POST /v1/sessions/{id}/messages`.
 
 The plain case only: for the reads no query parameters but the ones named below with plain

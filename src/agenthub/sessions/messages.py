@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from agenthub.core.cache import invalidate_cache_of
+from agenthub.cache.stale import invalidate_cache_of
 from agenthub.core.errors import NotFound
 from agenthub.core.events import emit
 from agenthub.core.ids import new_id

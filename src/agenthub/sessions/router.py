@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from agenthub.core.cache import AppCache
+from agenthub.cache.base import AppCache
 from agenthub.core.errors import problem_responses
 from agenthub.core.pagination import Page, PageParams, page_params
 from agenthub.db.models.sessions import ChatSession

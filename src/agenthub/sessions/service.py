@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthub.core.cache import invalidate_every_cache
+from agenthub.cache.stale import invalidate_every_cache
 from agenthub.core.channels import USER, ChannelFamily
 from agenthub.core.errors import Conflict, FieldError, ValidationFailed
 from agenthub.core.events import Recorder, emit

@@ -39,8 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthub.agents.service import REPLY_KIND
 from agenthub.auth.service import add_usage
+from agenthub.cache.stale import invalidate_cache_of
 from agenthub.config import RunnerName
-from agenthub.core.cache import invalidate_cache_of
 from agenthub.core.ids import new_id
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.ownership import owned_by

@@ -10,12 +10,12 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 
 from agenthub.config import Settings
 from agenthub.core.errors import Forbidden, Unauthorized
-from agenthub.core.ratelimit import consume_user_limit
 from agenthub.core.security import csrf_token, same
 from agenthub.db.models.auth import User
 from agenthub.db.session import DbSession
 from agenthub.web import credentials
 from agenthub.web.credentials import Credential
+from agenthub.web.ratelimit import consume_user_limit
 
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"

@@ -24,10 +24,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.core.errors import AgentHubError, render_error
 from agenthub.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from agenthub.core.ratelimit import consume_user_limit
 from agenthub.core.security import TokenError, decode_access_token, looks_like_jwt
 from agenthub.db.engine import Database
 from agenthub.db.unit import Row, Unit
+from agenthub.web.ratelimit import consume_user_limit
 
 Claims = dict[str, Any]
 Query = dict[str, str]

@@ -1,4 +1,4 @@
-"""Moving-window rate limits in memory (`core.window`) or Redis (the `limits` library), with
+"""Moving-window rate limits in memory (`web.window`) or Redis (the `limits` library), with
 429 problems.
 
 With Redis the counters are shared by every node (keys under `<redis_prefix>:ratelimit:`). A
@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.core.errors import RateLimited, problem_response
 from agenthub.core.metrics import RATE_LIMITED
-from agenthub.core.window import MemoryWindows
+from agenthub.web.window import MemoryWindows
 
 if TYPE_CHECKING:
     from redis.asyncio import BlockingConnectionPool
@@ -58,7 +58,7 @@ T = TypeVar("T")
 
 
 class Windows(Protocol):
-    """Moving windows of hits per key: in memory (`core.window`), or in Redis."""
+    """Moving windows of hits per key: in memory (`web.window`), or in Redis."""
 
     async def count(
         self, item: RateLimitItem, identifiers: tuple[str, ...], *, record: bool

@@ -1,4 +1,4 @@
-"""In-memory moving windows (`core.window`) count as the `limits` library's moving window."""
+"""In-memory moving windows (`web.window`) count as the `limits` library's moving window."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from agenthub.core import window
-from agenthub.core.window import MemoryWindows
+from agenthub.web import window
+from agenthub.web.window import MemoryWindows
 
 
 class Clock:

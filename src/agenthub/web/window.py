@@ -39,7 +39,7 @@ class _Window:
 
 class MemoryWindows:
     """Moving windows per key, as `limits.aio.strategies.MovingWindowRateLimiter` counts them
-    (`core.ratelimit.Windows`): a hit is allowed while fewer than the limit's amount of hits
+    (`web.ratelimit.Windows`): a hit is allowed while fewer than the limit's amount of hits
     fall within its expiry; a refused hit is not recorded; the window resets when its oldest
     hit leaves it."""
 
