@@ -37,7 +37,7 @@ from agenthub.monitoring.database import QueryTimer, instrument
 from agenthub.monitoring.exposition import GaugeSource
 from agenthub.monitoring.performance import EventWindow, Figures, Performance
 from agenthub.realtime.broker import Broker, BrokerUnavailable, JsonDict
-from agenthub.realtime.hub import CONNECTIONS_KEY
+from agenthub.realtime.connection import CONNECTIONS_KEY
 
 SNAPSHOT_MAX_AGE = 1.0
 UNMONITORED_PREFIXES = ("/v1/health", "/metrics", "/status")

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 Outgoing = Event | dict[str, Any]
 Transport = Literal["ws", "sse"]
+CONNECTIONS_KEY = "connections"
+"""The presence set listing every connection of the cluster (for the management routes)."""
 
 
 class CloseCode(IntEnum):

@@ -1,24 +1,21 @@
-"""The hub: this node's realtime connections, their subscriptions and the loops that keep them
-healthy (heartbeats, presence refresh, credential checks). Transports (`ws`, `sse`) feed it;
-the broker feeds it live events through `on_event`; what this node publishes goes through its
-`relay`."""
+"""The hub: this node's realtime connections and their subscriptions (catch-up from history,
+then live events). Transports (`ws`, `sse`) feed it; the broker feeds it live events through
+`on_event` and hands the internal channels' to the `watchers`; what this node publishes goes
+through its `relay`; `upkeep` keeps the connections healthy."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from agenthub.config import Settings
-from agenthub.core.events import CREDENTIALS_CHANNEL, DomainEvent, timestamp
+from agenthub.core.events import DomainEvent, timestamp
 from agenthub.db.engine import Database
-from agenthub.realtime.auth import still_active
 from agenthub.realtime.broker import Broker, BrokerUnavailable, Event, History, JsonDict
 from agenthub.realtime.channels import (
     ChannelRefused,
@@ -27,17 +24,21 @@ from agenthub.realtime.channels import (
     is_room,
     sees_members,
 )
-from agenthub.realtime.connection import CloseCode, Connection, Subscription, Transport
+from agenthub.realtime.connection import (
+    CONNECTIONS_KEY,
+    CloseCode,
+    Connection,
+    Subscription,
+    Transport,
+)
 from agenthub.realtime.protocol import Position, subscribed_frame
 from agenthub.realtime.relay import EventRelay
+from agenthub.realtime.upkeep import Upkeep
 from agenthub.realtime.watchers import Watchers
 
 log = structlog.get_logger("agenthub.realtime")
 
-CONNECTIONS_KEY = "connections"
-"""The presence set listing every connection of the cluster (for the management routes)."""
 CATCH_UP_RETRY_SECONDS = 1.0
-RECHECK_BATCH = 500  # connections whose credentials one query checks
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Hub:
         self._loops: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()
         self._on_websocket_open = on_websocket_open
+        self._upkeep = Upkeep(self)
         self._on_websocket_close = on_websocket_close
 
     @property
@@ -95,11 +97,7 @@ class Hub:
     async def start(self) -> None:
         await self.broker.start(self)
         self.relay.start()
-        self._loops = [
-            asyncio.create_task(self._heartbeat_loop()),
-            asyncio.create_task(self._presence_loop()),
-            asyncio.create_task(self._watch_credentials()),
-        ]
+        self._loops = self._upkeep.start()
 
     def shut_down(self) -> None:
         """Refuse new connections and close every open one with 1001 (going away)."""
@@ -158,35 +156,6 @@ class Hub:
             await self._end(subscription)
         with contextlib.suppress(BrokerUnavailable):
             await self.broker.remove_member(CONNECTIONS_KEY, connection.id)
-
-    async def _watch_credentials(self) -> None:
-        """Hear on every node of credentials that ended (retried until the broker listens)."""
-        while True:
-            try:
-                await self.watchers.watch(CREDENTIALS_CHANNEL, self._credentials_revoked)
-                return
-            except BrokerUnavailable:
-                await asyncio.sleep(CATCH_UP_RETRY_SECONDS)
-
-    def _credentials_revoked(self, event: Event) -> None:
-        user_id = event.data.get("user_id")
-        affected = [c for c in self.connections.values() if c.user_id == user_id]
-        if affected:
-            self.spawn(self._recheck(affected))
-
-    async def _recheck(self, connections: list[Connection]) -> None:
-        """Close (4401) the connections whose login or API key ended or whose user is gone."""
-        for start in range(0, len(connections), RECHECK_BATCH):
-            held = [(c, c.principal) for c in connections[start : start + RECHECK_BATCH]]
-            try:
-                active = await still_active(self.database, [p for _, p in held])
-            except (SQLAlchemyError, OSError):
-                log.warning("credentials_not_checked", connections=len(held), exc_info=True)
-                continue
-            for connection, principal in held:
-                credential = principal.login_id or principal.api_key_id
-                if connection.principal is principal and credential not in active:
-                    connection.close(CloseCode.UNAUTHORIZED, "credentials revoked")
 
     async def _register(self, connection: Connection) -> None:
         if self.relay.down:  # known unavailable: the presence loop lists it once it answers
@@ -327,7 +296,7 @@ class Hub:
         # Revocations published while live delivery was down may be lost: check every
         # connection's credential again.
         if self.connections:
-            self.spawn(self._recheck(list(self.connections.values())))
+            self.spawn(self._upkeep.recheck(list(self.connections.values())))
         for subscribers in self._channels.values():
             for subscription in subscribers:
                 if subscription.pending is None:
@@ -398,41 +367,3 @@ class Hub:
         if not sees_members(who, members):
             return []
         return sorted(members, key=lambda m: (str(m.get("joined_at")), str(m.get("connection_id"))))
-
-    # -- loops ---------------------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        """Send `heartbeat` every interval; close WebSockets silent for two intervals."""
-        interval = self.settings.heartbeat_interval
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for connection in list(self.connections.values()):
-                if connection.transport != "ws":
-                    continue
-                if now - connection.last_seen > 2 * interval:
-                    self.stats.heartbeat_closes += 1
-                    connection.close(CloseCode.HEARTBEAT_TIMEOUT, "no frame for two heartbeats")
-                else:
-                    connection.send({"type": "heartbeat"})
-
-    async def _presence_loop(self) -> None:
-        """Refresh this node's entries in the shared presence sets before they expire."""
-        ttl = self.settings.presence_ttl_seconds
-        while True:
-            await asyncio.sleep(ttl / 3)
-            rooms: dict[str, dict[str, JsonDict]] = {}
-            for connection in list(self.connections.values()):
-                for subscription in connection.subscriptions.values():
-                    if subscription.presence is not None:
-                        rooms.setdefault(subscription.channel, {})[connection.id] = (
-                            subscription.presence
-                        )
-            entries = {c.id: c.info(self.node) for c in self.connections.values()}
-            try:
-                if entries:
-                    await self.broker.set_members(CONNECTIONS_KEY, entries, ttl)
-                for channel, members in rooms.items():
-                    await self.broker.set_members(channel, members, ttl)
-            except BrokerUnavailable as exc:
-                log.warning("presence_not_refreshed", error=str(exc))

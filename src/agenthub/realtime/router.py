@@ -23,7 +23,8 @@ from agenthub.realtime.channels import (
     Principal,
     sees_members,
 )
-from agenthub.realtime.hub import CONNECTIONS_KEY, Hub
+from agenthub.realtime.connection import CONNECTIONS_KEY
+from agenthub.realtime.hub import Hub
 from agenthub.realtime.protocol import MAX_HISTORY_LIMIT, Position, parse_position
 from agenthub.realtime.schemas import (
     BroadcastIn,
