@@ -194,11 +194,17 @@ async def test_jobs_and_tokens_are_counted(client: httpx.AsyncClient, account: A
     )
     done = await wait_job(client, account, job["id"])
     assert done["status"] == "completed"
-    jobs = await samples(client, "jobs_total")
+    completed = {"kind": "llm.complete", "status": "completed"}
+    # The worker counts the attempt once its completion has committed: a poll may see the
+    # job completed a moment before.
+    for _ in range(100):
+        jobs = await samples(client, "jobs_total")
+        if value(jobs, **completed) != value(before_jobs, **completed):
+            break
+        await asyncio.sleep(0.02)
     tokens = await samples(client, "token_usage_total")
     model = done["result"]["model"] or "echo"
     usage = done["result"]["usage"]
-    completed = {"kind": "llm.complete", "status": "completed"}
     assert value(jobs, **completed) - value(before_jobs, **completed) == 1
     for direction, used in (("prompt", "prompt_tokens"), ("completion", "completion_tokens")):
         labels = {"model": model, "direction": direction}
