@@ -1,4 +1,4 @@
-"""Load both deployments of SPEC §1 with `agenthub bench` and compare them.
+"""Load both deployments (docs/operations.md) with `agenthub bench` and compare them.
 
 (a) embedded: one `agenthub serve` on a temp SQLite file, in-process broker, rate limits,
     cache and job worker;

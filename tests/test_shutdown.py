@@ -1,5 +1,5 @@
 """SIGTERM to `agenthub serve` (embedded: SQLite, in-process worker) while uploads and jobs are
-in flight (SPEC §1): every request the server had accepted gets its complete answer, the
+in flight (docs/operations.md): every request the server had accepted gets its complete answer, the
 process exits 0 soon after, running jobs are either completed or back in the queue without the
 interrupted attempt counted, and the next start completes every job, each exactly once."""
 

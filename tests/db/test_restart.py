@@ -1,7 +1,8 @@
-"""PostgreSQL restarted under a steady load of REST calls to a real `agenthub serve` (SPEC §2,
-§7): while the database is down every call is answered 503 problem+json, readiness included
-(never a 500, a hang or a dropped connection); within 5 s of its return every call succeeds
-again; no write acknowledged before the outage is lost; the in-process worker runs jobs again.
+"""PostgreSQL restarted under a steady load of REST calls to a real `agenthub serve`
+(docs/errors.md, docs/operations.md): while the database is down every call is answered 503
+problem+json, readiness included (never a 500, a hang or a dropped connection); within 5 s of
+its return every call succeeds again; no write acknowledged before the outage is lost; the
+in-process worker runs jobs again.
 
 The database is a private cluster on a spare port; the shared PostgreSQL is never stopped."""
 

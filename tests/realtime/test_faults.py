@@ -1,4 +1,4 @@
-"""The acceptance fault test (SPEC §6), on both backends: 200 forced disconnects of room
+"""The acceptance fault test (docs/realtime.md), on both backends: 200 forced disconnects of room
 subscribers while a publisher runs, each followed by a resubscription from the last offset
 seen; within the history window no subscriber may lose or repeat a single event.
 

@@ -2,7 +2,7 @@
 scale-out deployment: an API node started with `--no-worker` and an `agenthub worker`, on
 PostgreSQL. Writes keep their latency, `GET /v1/health` answers within a second with the broker
 `degraded`, and a client that resumes across the hang gets every event published meanwhile or
-is told `recovered: false` (SPEC §6): never `recovered: true` with a gap.
+is told `recovered: false` (docs/realtime.md): never `recovered: true` with a gap.
 
 Redis is a private `redis-server` behind `CuttingProxy`; the shared one is never touched."""
 

@@ -1,6 +1,6 @@
-"""Redis stopped for 8 s under a steady load of REST calls to a real `agenthub serve` on
-PostgreSQL (SPEC §6, §7): every REST call still succeeds, `GET /v1/health` says `degraded`
-(broker) while readiness stays 200, and a WebSocket subscriber on the shipped
+"""Redis stopped for 8 s under a steady load of REST calls to a real `agenthub serve` on PostgreSQL
+(docs/realtime.md, docs/operations.md): every REST call still succeeds, `GET /v1/health` says
+`degraded` (broker) while readiness stays 200, and a WebSocket subscriber on the shipped
 `agenthub.client.RealtimeClient` hears new events again by itself once Redis is back.
 
 Redis is a private `redis-server` on a spare port; the shared one is never stopped."""

@@ -1,4 +1,4 @@
-"""`/v1/ws` (SPEC §6) against real server processes with a real WebSocket client, on both
+"""`/v1/ws` (docs/realtime.md) against real server processes with a real WebSocket client, on both
 backends: authentication, resume from an offset, channel isolation, rooms and presence, domain
 events, slow consumers, bad frames and limits, heartbeats and graceful shutdown."""
 

@@ -1,4 +1,4 @@
-"""Rate limits per route group (SPEC §7), per user and per client IP, through the HTTP API:
+"""Rate limits per route group (docs/api.md), per user and per client IP, through the HTTP API:
 `RateLimit-*` headers, 429 problems with `Retry-After`, the `rate_limited_total` metric, the
 WebSocket handshake limit and the settings. SQLite apps count in memory, PostgreSQL apps in
 Redis (a key prefix of this module's own, deleted after each test).

@@ -1,4 +1,4 @@
-"""The list envelope of SPEC §2 and keyset pagination over time-sortable ids."""
+"""The list envelope (docs/api.md) and keyset pagination over time-sortable ids."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A WebSocket subscriber: one `/v1/ws` connection (SPEC §6) that subscribes to the sessions
-its user writes into and records the `message.created` events it receives."""
+"""A WebSocket subscriber: one `/v1/ws` connection (docs/realtime.md) that subscribes to the
+sessions its user writes into and records the `message.created` events it receives."""
 
 from __future__ import annotations
 

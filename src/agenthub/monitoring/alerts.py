@@ -1,4 +1,4 @@
-"""Alerts evaluated from configurable rules over the current snapshot (SPEC §7).
+"""Alerts evaluated from configurable rules over the current snapshot (docs/operations.md).
 
 The same rules ship as Prometheus alerting rules in `deploy/prometheus/alerts.yml` for
 deployments that run Prometheus; these are for the ones that do not, and for the status page.

@@ -47,7 +47,7 @@ def monitor_of(request: Request) -> Monitor:
     summary="Prometheus metrics",
 )
 async def metrics(request: Request) -> Response:
-    """Every metric of SPEC §7 in the Prometheus text format, summed over the server's
+    """Every metric (docs/operations.md) in the Prometheus text format, summed over the server's
     processes; deployment gauges (queue, sessions, machine) are read at scrape time."""
     await monitor_of(request).snapshot()
     return Response(exposition(monitor_of(request).gauges), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,4 @@
-"""Realtime management (SPEC §6): connections, rooms, channel history, stats, broadcast."""
+"""Realtime management (docs/realtime.md): connections, rooms, channel history, stats, broadcast."""
 
 from __future__ import annotations
 

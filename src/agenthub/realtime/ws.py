@@ -1,4 +1,4 @@
-"""`/v1/ws`: one WebSocket per client, any number of channels (SPEC §6)."""
+"""`/v1/ws`: one WebSocket per client, any number of channels (docs/realtime.md)."""
 
 from __future__ import annotations
 
