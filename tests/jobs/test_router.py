@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,27 @@ async def test_cancel_interrupts_a_running_job_within_a_second(
     assert final["result"] is None
     again = await client.post(f"/v1/jobs/{job['id']}/cancel", headers=account.headers)
     assert_problem(again, 409)
+
+
+async def test_run_at_needs_an_offset_and_is_answered_in_utc(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    naive = {
+        "kind": "llm.complete",
+        "input": echo(),
+        "run_at": later.replace(tzinfo=None).isoformat(),
+    }
+    problem = assert_problem(
+        await client.post("/v1/jobs", json=naive, headers=account.headers), 422
+    )
+    assert problem["errors"][0]["field"] == "run_at"
+    offset = later.astimezone(timezone(timedelta(hours=2)))
+    job = await create_job(client, account, "llm.complete", echo(), run_at=offset.isoformat())
+    assert job["run_at"].endswith("Z")
+    assert datetime.fromisoformat(job["run_at"]) == later
+    read = await client.get(f"/v1/jobs/{job['id']}", headers=account.headers)
+    assert read.json()["run_at"] == job["run_at"]
 
 
 async def test_retry_runs_a_canceled_job_again(client: httpx.AsyncClient, account: Account) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.schemas import Distinct
@@ -51,7 +51,13 @@ class JobCreate(BaseModel):
     )
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
     timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
-    run_at: datetime | None = Field(default=None, description="Not before this time")
+    run_at: AwareDatetime | None = Field(default=None, description="Not before this time")
+
+    @field_validator("run_at")
+    @classmethod
+    def _in_utc(cls, run_at: datetime | None) -> datetime | None:
+        """Stored and answered in UTC, whatever offset it came with (one without is 422)."""
+        return None if run_at is None else run_at.astimezone(UTC)
 
 
 class JobOut(BaseModel):

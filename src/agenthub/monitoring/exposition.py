@@ -4,7 +4,7 @@
 every counter and histogram is written to a per-process file and `/metrics` sums them
 (`prometheus_client.multiprocess`). Values that describe the deployment rather than a process
 (queue depth, active sessions, system CPU and memory) are read when scraped
-(`monitoring.sampler`) and added by a collector.
+(`monitoring.monitor`) and added by a collector (`GaugeSource`).
 """
 
 from __future__ import annotations
