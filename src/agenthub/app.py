@@ -27,7 +27,6 @@ from agenthub.core.middleware import (
     RequestContextMiddleware,
 )
 from agenthub.core.openapi import install_openapi
-from agenthub.core.security import password_hasher
 from agenthub.files.router import router as files_router
 from agenthub.files.router import upload_body_limits
 from agenthub.ideas.router import router as ideas_router
@@ -55,7 +54,6 @@ from agenthub.sessions.router import router as sessions_router
 from agenthub.web.hot import HotReads
 from agenthub.web.ratelimit import (
     RATE_LIMIT_HEADERS,
-    RateLimiter,
     RateLimitMiddleware,
     route_groups,
 )
@@ -114,8 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     parts = api_parts(settings)
     shared, hub, worker, monitor = parts.shared, parts.hub, parts.worker, parts.monitor
     database, cache, runners = shared.database, shared.cache, shared.runners
-    limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix)
-    hasher = password_hasher(settings)
+    limiter, hasher = parts.limiter, parts.hasher
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

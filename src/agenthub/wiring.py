@@ -28,6 +28,7 @@ from agenthub.cache.base import Cache
 from agenthub.cache.memory import MemoryCache
 from agenthub.cache.redis import RedisCache
 from agenthub.config import Settings
+from agenthub.core.security import PasswordHasher, password_hasher
 from agenthub.db.engine import Database, create_engine
 from agenthub.files import tasks as files_tasks
 from agenthub.ideas import tasks as ideas_tasks
@@ -42,6 +43,7 @@ from agenthub.realtime.relay import EventRelay
 from agenthub.realtime.watchers import Watchers
 from agenthub.runners.registry import Runners
 from agenthub.sessions import tasks as sessions_tasks
+from agenthub.web.ratelimit import RateLimiter
 
 TASKS = (kinds, maintenance, auth_tasks, sessions_tasks, files_tasks, ideas_tasks)
 """The modules that register job kinds, purges and channel families, engine's and domains'."""
@@ -113,12 +115,15 @@ class ApiParts:
     hub: Hub
     monitor: Monitor
     worker: Worker | None
+    limiter: RateLimiter
+    hasher: PasswordHasher
 
 
 def api_parts(settings: Settings) -> ApiParts:
     """An API process: the hub (the broker's listener, which hands the watchers their events)
     reports WebSockets to the monitor; the worker runs jobs here unless
-    `AGENTHUB_WORKER_ENABLED` is off."""
+    `AGENTHUB_WORKER_ENABLED` is off; the rate limiter and the password hasher serve the
+    routes."""
     shared = shared_parts(settings)
     node = secrets.token_hex(4)
     monitor = Monitor(settings, shared.database, node)
@@ -137,7 +142,8 @@ def api_parts(settings: Settings) -> ApiParts:
         worker = Worker(
             settings, shared.database, shared.broker, shared.watchers.watch, shared.runners
         )
-    return ApiParts(shared, hub, monitor, worker)
+    limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix)
+    return ApiParts(shared, hub, monitor, worker, limiter, password_hasher(settings))
 
 
 async def run_worker(settings: Settings, *, concurrency: int | None, kinds: list[str]) -> None:
