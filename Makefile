@@ -36,14 +36,14 @@ test: install-dev
 	$(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=term:skip-covered
 
 lint: install-dev
-	$(PY) -m ruff check src tests bench
-	$(PY) -m ruff format --check src tests bench
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m ruff format --check src tests bench examples
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 
 format: install-dev
-	$(PY) -m ruff format src tests bench
-	$(PY) -m ruff check --fix src tests bench
+	$(PY) -m ruff format src tests bench examples
+	$(PY) -m ruff check --fix src tests bench examples
 
 serve: install
 	$(VENV)/bin/agenthub serve

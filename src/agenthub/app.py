@@ -34,6 +34,7 @@ from agenthub.jobs import hot as jobs_hot
 from agenthub.jobs.router import admin_router as jobs_admin_router
 from agenthub.jobs.router import router as jobs_router
 from agenthub.jobs.workflows_router import router as workflows_router
+from agenthub.mcp.router import router as mcp_router
 from agenthub.monitoring.exposition import mark_process_dead
 from agenthub.monitoring.health import report
 from agenthub.monitoring.health import router as health_router
@@ -82,6 +83,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     jobs_admin_router,
     workflows_router,
     runners_router,
+    mcp_router,
     ideas_router,
     realtime_router,
     ws_router,
@@ -111,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.signing_key  # noqa: B018 - create the persisted secret before serving
     parts = api_parts(settings)
     shared, hub, worker, monitor = parts.shared, parts.hub, parts.worker, parts.monitor
-    database, cache, runners = shared.database, shared.cache, shared.runners
+    database, cache, runners, mcp = shared.database, shared.cache, shared.runners, shared.mcp
     limiter, hasher = parts.limiter, parts.hasher
 
     @asynccontextmanager
@@ -130,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await worker.stop()
         await hub.close()
         await runners.aclose()
+        await mcp.close()
         await limiter.aclose()
         hasher.close()
         await cache.close()
@@ -152,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = limiter
     app.state.hub = hub
     app.state.runners = runners
+    app.state.mcp = mcp
     app.state.worker = worker
     app.state.monitor = monitor
 

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_FILE = ".agenthub-secret"  # noqa: S105 - a file name
@@ -41,6 +49,31 @@ DEFAULT_ALLOWED_FILE_TYPES = (
 
 RunnerName = Literal["openai", "cli", "echo"]
 """The runners a job, an agent or the server's default may name (`agenthub.runners`)."""
+McpServerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class McpStdioServer(BaseModel):
+    """An MCP server run as a subprocess, spoken to over its stdin and stdout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    """Set for the subprocess, over a minimal environment (`PATH`, `HOME`, ...)."""
+
+
+class McpHttpServer(BaseModel):
+    """An MCP server reached over Streamable HTTP."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Sent with every request (an `Authorization`, say)."""
+
+
+McpServerConfig = McpStdioServer | McpHttpServer
 
 
 class Settings(BaseSettings):
@@ -245,6 +278,13 @@ class Settings(BaseSettings):
     """How the `cli` runner passes the prompt: as the last argument, or as stdin."""
     cli_timeout_seconds: float = Field(default=300, gt=0)
     """Longest run of the `cli` command; a job's `timeout_s` may only shorten it."""
+    mcp_servers: dict[McpServerName, McpServerConfig] = Field(default_factory=dict)
+    """The MCP servers agents may use as tools, by name, in the `mcpServers` shape MCP clients
+    share (JSON): `{"calc": {"command": "python", "args": ["calc.py"], "env": {}}}` runs a stdio
+    server, `{"search": {"url": "http://host/mcp", "headers": {}}}` reaches a Streamable HTTP
+    one."""
+    mcp_tool_timeout_seconds: float = Field(default=60, gt=0)
+    """Longest MCP tool call; a slower one fails."""
     runner_breaker_failures: int = Field(default=5, ge=1)
     """Consecutive transient failures after which a runner's circuit breaker fails fast."""
     runner_breaker_reset_seconds: float = Field(default=30, gt=0)

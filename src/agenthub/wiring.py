@@ -3,8 +3,8 @@
 The engines hold registries and know no domain: each domain declares its job kinds, purges
 and channel families in its `tasks` module, imported here. `shared_parts` builds what every
 process that runs the domains' code shares (the database, the response cache, the broker, the
-relay that publishes what the database commits, the runners); `api_parts` adds an API
-process's hub, monitor and embedded worker (`agenthub.app` serves them).
+relay that publishes what the database commits, the runners, the MCP servers); `api_parts`
+adds an API process's hub, monitor and embedded worker (`agenthub.app` serves them).
 
 `agenthub worker` is a process that runs jobs until SIGTERM or SIGINT, then hands back. With
 `AGENTHUB_WORKER_METRICS_PORT` it serves its own `/metrics` for Prometheus to scrape next to
@@ -35,6 +35,7 @@ from agenthub.ideas import tasks as ideas_tasks
 from agenthub.jobs import kinds, maintenance
 from agenthub.jobs.registry import load_kinds
 from agenthub.jobs.worker import Worker
+from agenthub.mcp.servers import McpServers
 from agenthub.monitoring.monitor import Monitor
 from agenthub.realtime.broker import Broker
 from agenthub.realtime.hub import Hub
@@ -90,6 +91,7 @@ class SharedParts:
     relay: EventRelay
     watchers: Watchers
     runners: Runners
+    mcp: McpServers
 
 
 def shared_parts(settings: Settings) -> SharedParts:
@@ -104,8 +106,9 @@ def shared_parts(settings: Settings) -> SharedParts:
     database = Database(
         settings, engine=engine, publisher=relay.submit, invalidate=cache.invalidate
     )
+    mcp = McpServers(settings.mcp_servers, timeout=settings.mcp_tool_timeout_seconds)
     return SharedParts(
-        settings, database, cache, broker, relay, Watchers(broker), Runners(settings)
+        settings, database, cache, broker, relay, Watchers(broker), Runners(settings), mcp
     )
 
 
@@ -174,6 +177,7 @@ async def run_worker(settings: Settings, *, concurrency: int | None, kinds: list
         await parts.relay.close()
         await parts.broker.close()
         await parts.runners.aclose()
+        await parts.mcp.close()
         await parts.cache.close()
         await parts.database.dispose()
 

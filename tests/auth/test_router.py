@@ -345,7 +345,7 @@ def flipped_signature_char(account: Account) -> str:
 
 
 def alg_none(account: Account) -> str:
-    return jwt.encode(_claims(account), None, algorithm="none")
+    return jwt.encode(_claims(account), "", algorithm="none")
 
 
 def alg_none_by_hand(account: Account) -> str:
