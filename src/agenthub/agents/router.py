@@ -30,7 +30,7 @@ from agenthub.core.pagination import (
     SortQuery,
 )
 from agenthub.db.session import DbSession
-from agenthub.web.caller import CurrentUser
+from agenthub.web.caller import AppSettings, CurrentUser
 from agenthub.web.idempotency import idempotent
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=problem_responses(401))
@@ -45,10 +45,14 @@ AgentId = Annotated[str, Path(max_length=64, description="An agent id (`agt_...`
     responses=problem_responses(409, 422),
 )
 @idempotent(status.HTTP_201_CREATED)
-async def create_agent(body: AgentCreate, user: CurrentUser, db: DbSession) -> AgentOut:
-    """Create an agent; `project_id`, when given, must be one of the caller's projects."""
-
-    agent = await service.create_agent(db, user.id, body.model_dump())
+async def create_agent(
+    body: AgentCreate, user: CurrentUser, db: DbSession, settings: AppSettings
+) -> AgentOut:
+    """Create an agent; `project_id`, when given, must be one of the caller's projects, and
+    an MCP tool's `server` one of the server's `AGENTHUB_MCP_SERVERS`."""
+    agent = await service.create_agent(
+        db, user.id, body.model_dump(), mcp_servers=settings.mcp_servers
+    )
     return AgentOut.model_validate(agent)
 
 
@@ -83,11 +87,15 @@ async def list_agents(
 
 
 @router.post("/bulk", response_model=BulkOutcome, responses=problem_responses(422))
-async def bulk_agents(body: AgentBulk, user: CurrentUser, db: DbSession) -> BulkOutcome:
+async def bulk_agents(
+    body: AgentBulk, user: CurrentUser, db: DbSession, settings: AppSettings
+) -> BulkOutcome:
     """Start, stop, update or delete up to 100 agents; each id succeeds or fails on its own
     (an id that is not one of the caller's agents fails with 404)."""
     patch = body.patch.model_dump(exclude_unset=True) if body.patch is not None else None
-    results = await service.bulk(db, user.id, body.action, body.ids, patch)
+    results = await service.bulk(
+        db, user.id, body.action, body.ids, patch, mcp_servers=settings.mcp_servers
+    )
     succeeded = sum(r.ok for r in results)
     return BulkOutcome(results=results, succeeded=succeeded, failed=len(results) - succeeded)
 
@@ -99,10 +107,17 @@ async def get_agent(agent_id: AgentId, user: CurrentUser, db: DbSession) -> Agen
 
 @router.patch("/{agent_id}", response_model=AgentOut, responses=problem_responses(404, 422))
 async def update_agent(
-    agent_id: AgentId, body: AgentPatch, user: CurrentUser, db: DbSession
+    agent_id: AgentId, body: AgentPatch, user: CurrentUser, db: DbSession, settings: AppSettings
 ) -> AgentOut:
-    """Change the fields sent (emits `agent.updated`); `options` replaces the whole object."""
-    agent = await service.update_agent(db, user.id, agent_id, body.model_dump(exclude_unset=True))
+    """Change the fields sent (emits `agent.updated`); `options` and `tools` replace what was
+    there."""
+    agent = await service.update_agent(
+        db,
+        user.id,
+        agent_id,
+        body.model_dump(exclude_unset=True),
+        mcp_servers=settings.mcp_servers,
+    )
     return AgentOut.model_validate(agent)
 
 
@@ -123,20 +138,30 @@ async def upload_config(
     agent_id: AgentId,
     user: CurrentUser,
     db: DbSession,
+    settings: AppSettings,
     file: Annotated[
         UploadFile,
-        File(description="A JSON or YAML object with keys runner, model, system_prompt, options"),
+        File(
+            description="A JSON or YAML object with keys runner, model, system_prompt, options, "
+            "tools"
+        ),
     ],
 ) -> AgentOut:
     """Replace the agent's runner settings by an uploaded config file (at most 1 MiB).
 
-    The file holds one object with `runner` (required), `model`, `system_prompt` and
-    `options`; keys it leaves out are reset. A syntax error is a 422 whose detail gives the
+    The file holds one object with `runner` (required), `model`, `system_prompt`, `options`
+    and `tools`; keys it leaves out are reset. A syntax error is a 422 whose detail gives the
     parser's message with line and column.
     """
     data = await file.read(MAX_CONFIG_BYTES + 1)
     agent = await service.replace_config(
-        db, user.id, agent_id, data, filename=file.filename, content_type=file.content_type
+        db,
+        user.id,
+        agent_id,
+        data,
+        filename=file.filename,
+        content_type=file.content_type,
+        mcp_servers=settings.mcp_servers,
     )
     return AgentOut.model_validate(agent)
 

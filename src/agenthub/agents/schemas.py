@@ -5,9 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
-from agenthub.config import RunnerName
+from agenthub.config import McpServerName, RunnerName
 from agenthub.core.jsondata import JsonObject
 from agenthub.core.schemas import Distinct, Omittable
 from agenthub.jobs.schemas import LatencyPercentiles
@@ -27,6 +34,84 @@ MODEL_MAX = 200
 PROMPT_MAX = 100_000
 ID_MAX = 64
 BULK_MAX = 100
+TOOLS_MAX = 128
+DESCRIPTION_MAX = 1024
+
+
+ToolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""What a model may call a tool: letters, digits, `_` and `-` (at most 64)."""
+
+
+class McpTool(BaseModel):
+    """The tools of an MCP server of `AGENTHUB_MCP_SERVERS`, run by the server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["mcp"]
+    server: McpServerName
+    allowed_tools: list[ToolName] | None = Field(
+        default=None, max_length=TOOLS_MAX, description="The server's tools offered; absent: all"
+    )
+    requires_approval: bool = Field(
+        default=False, description="Each call waits for the user's approval"
+    )
+
+
+class FunctionTool(BaseModel):
+    """A tool the client runs: the run waits for its output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    name: ToolName
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
+    parameters: JsonObject = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="The JSON Schema of the call's arguments",
+    )
+    requires_approval: bool = False
+
+    @field_validator("parameters")
+    @classmethod
+    def _a_schema(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        from jsonschema import Draft202012Validator, SchemaError
+
+        try:
+            Draft202012Validator.check_schema(parameters)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return parameters
+
+
+AgentTool = Annotated[McpTool | FunctionTool, Field(discriminator="type")]
+
+
+def _distinct_tools(tools: list[McpTool | FunctionTool]) -> list[McpTool | FunctionTool]:
+    """The names offered to the model must differ (an MCP server's own names are known only
+    when it is reached; those `allowed_tools` lists are checked here), and a server is listed
+    once."""
+    seen: set[str] = set()
+    servers: set[str] = set()
+    for tool in tools:
+        if isinstance(tool, McpTool):
+            if tool.server in servers:
+                raise ValueError(f"the MCP server {tool.server!r} is listed twice")
+            servers.add(tool.server)
+            names = tool.allowed_tools or []
+        else:
+            names = [tool.name]
+        for name in names:
+            if name in seen:
+                raise ValueError(f"two tools are named {name!r}")
+            seen.add(name)
+    return tools
+
+
+AgentTools = Annotated[
+    list[AgentTool],
+    AfterValidator(_distinct_tools),
+    Field(max_length=TOOLS_MAX, description="The tools the agent's model may call"),
+]
 
 
 class RunnerConfig(BaseModel):
@@ -38,6 +123,7 @@ class RunnerConfig(BaseModel):
     model: str | None = Field(default=None, max_length=MODEL_MAX)
     system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
     options: JsonObject = Field(default_factory=dict, description="Runner settings")
+    tools: AgentTools = Field(default_factory=list)
 
 
 class AgentCreate(BaseModel):
@@ -50,6 +136,7 @@ class AgentCreate(BaseModel):
     model: str | None = Field(default=None, max_length=MODEL_MAX)
     system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
     options: JsonObject = Field(default_factory=dict, description="Runner settings")
+    tools: AgentTools = Field(default_factory=list)
     status: AgentStatus = "idle"
 
 
@@ -65,6 +152,7 @@ class AgentPatch(BaseModel):
     model: str | None = Field(default=None, max_length=MODEL_MAX)
     system_prompt: str | None = Field(default=None, max_length=PROMPT_MAX)
     options: Omittable[JsonObject] = Field(default=None, description="Replaces the object")
+    tools: Omittable[AgentTools] = Field(default=None, description="Replaces the list")
     status: Omittable[AgentStatus] = None
 
 
@@ -79,6 +167,7 @@ class AgentOut(BaseModel):
     model: str | None
     system_prompt: str | None
     options: dict[str, Any]
+    tools: list[AgentTool]
     status: AgentStatus
     created_at: datetime
     updated_at: datetime

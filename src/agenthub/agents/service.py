@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
@@ -40,14 +40,28 @@ def _emit_agent(db: AsyncSession, agent: Agent, event: str) -> None:
     emit(db, USER(agent.user_id), f"agent.{event}", data)
 
 
-async def _check_project(db: AsyncSession, user_id: str, changes: Mapping[str, Any]) -> None:
+async def _check_references(
+    db: AsyncSession, user_id: str, changes: Mapping[str, Any], mcp_servers: Collection[str]
+) -> None:
+    """`project_id` must be one of the user's projects, and each MCP tool's server one of
+    `mcp_servers` (the configured ones)."""
     project_id = changes.get("project_id")
     await check_owned_reference(db, Project, project_id, user_id, field="project_id")
+    for index, tool in enumerate(changes.get("tools") or ()):
+        if tool["type"] == "mcp" and tool["server"] not in mcp_servers:
+            known = ", ".join(sorted(mcp_servers)) or "none is configured"
+            raise ValidationFailed(
+                f"Unknown MCP server {tool['server']!r}.",
+                errors=[FieldError(field=f"tools.{index}.server", message=f"one of: {known}")],
+            )
 
 
-async def create_agent(db: AsyncSession, user_id: str, fields: Mapping[str, Any]) -> Agent:
-    """A new agent from the columns `AgentCreate` holds; `project_id` must be the user's."""
-    await _check_project(db, user_id, fields)
+async def create_agent(
+    db: AsyncSession, user_id: str, fields: Mapping[str, Any], *, mcp_servers: Collection[str]
+) -> Agent:
+    """A new agent from the columns `AgentCreate` holds; `project_id` must be the user's and
+    each MCP tool's server a configured one."""
+    await _check_references(db, user_id, fields, mcp_servers)
     agent = Agent(user_id=user_id, **fields)
     db.add(agent)
     await db.flush()
@@ -80,11 +94,16 @@ async def get_agent(db: AsyncSession, user_id: str, agent_id: str) -> Agent:
 
 
 async def update_agent(
-    db: AsyncSession, user_id: str, agent_id: str, changes: Mapping[str, Any]
+    db: AsyncSession,
+    user_id: str,
+    agent_id: str,
+    changes: Mapping[str, Any],
+    *,
+    mcp_servers: Collection[str],
 ) -> Agent:
-    """Apply the fields a PATCH sent (`options` replaces the whole object)."""
+    """Apply the fields a PATCH sent (`options` and `tools` replace what was there)."""
     agent = await get_agent(db, user_id, agent_id)
-    await _check_project(db, user_id, changes)
+    await _check_references(db, user_id, changes, mcp_servers)
     if apply_changes(agent, changes):
         await db.flush()
         _emit_agent(db, agent, "updated")
@@ -105,6 +124,8 @@ async def bulk(
     action: str,
     ids: Sequence[str],
     patch: Mapping[str, Any] | None = None,
+    *,
+    mcp_servers: Collection[str],
 ) -> list[BulkItem]:
     """Apply `action` to each id on its own: an id that is not the user's fails with 404
     while the others succeed. `patch` is the PATCH body for `update`, and only for it."""
@@ -114,7 +135,7 @@ async def bulk(
                 "The update action needs a patch.",
                 errors=[FieldError(field="patch", message="required for update")],
             )
-        await _check_project(db, user_id, patch)
+        await _check_references(db, user_id, patch, mcp_servers)
     elif patch is not None:
         raise ValidationFailed(
             f"The {action} action takes no patch.",
@@ -157,12 +178,15 @@ async def replace_config(
     *,
     filename: str | None,
     content_type: str | None,
+    mcp_servers: Collection[str],
 ) -> Agent:
     """Replace the agent's runner settings by those of an uploaded JSON or YAML file; keys
-    the file leaves out take their defaults (no model, no system prompt, no options)."""
+    the file leaves out take their defaults (no model, no system prompt, no options, no
+    tools)."""
     agent = await get_agent(db, user_id, agent_id)
-    config = parse_config(data, filename, content_type)
-    if apply_changes(agent, config.model_dump()):
+    config = parse_config(data, filename, content_type).model_dump()
+    await _check_references(db, user_id, config, mcp_servers)
+    if apply_changes(agent, config):
         await db.flush()
         _emit_agent(db, agent, "updated")
     return agent
