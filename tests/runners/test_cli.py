@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from agenthub.config import Settings
-from agenthub.runners.base import ChatMessage, RunnerError, RunRequest
+from agenthub.runners.base import ChatMessage, RunnerError, RunRequest, ToolSpec
 from agenthub.runners.cli import CliRunner, render_prompt
 from runners.llm_cli import VERSION, install
 
@@ -160,6 +160,14 @@ async def test_timeout_kills_the_process_group(setting: float, option: float | N
     assert caught.value.transient is True
     assert "timed out after 0.5 s" in caught.value.message
     await until_gone(pid, within=5)
+
+
+async def test_tools_are_refused_with_what_to_do() -> None:
+    request = RunRequest([ChatMessage("user", "hi")], tools=[ToolSpec("search", None, {})])
+    with pytest.raises(RunnerError) as caught:
+        await runner().run(request, Deltas())
+    assert caught.value.transient is False
+    assert "cannot call tools" in caught.value.message
 
 
 async def test_an_invalid_timeout_option_is_refused() -> None:

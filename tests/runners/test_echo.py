@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agenthub import __version__
-from agenthub.runners.base import ChatMessage, RunnerError, RunRequest, ToolCall
+from agenthub.runners.base import ChatMessage, RunnerError, RunRequest, ToolCall, ToolSpec
 from agenthub.runners.echo import EchoRunner, chunks
 
 
@@ -84,6 +84,30 @@ async def test_tool_calls_are_reported() -> None:
         ToolCall("search", {"q": "cats"}, "call_echo_0", "function"),
         ToolCall("shell", {}, "call_echo_1", "command"),
     ]
+
+
+async def test_offered_tools_it_calls_them_then_answers_with_their_results() -> None:
+    tools = [ToolSpec("search", "Search the web", {"type": "object"})]
+    options = {"tool_calls": [{"name": "search", "arguments": {"q": "cats"}}]}
+    asked = [ChatMessage("user", "find cats")]
+    deltas = Deltas()
+
+    first = await EchoRunner().run(RunRequest(asked, options=options, tools=tools), deltas)
+
+    assert (first.text, deltas.parts) == ("", [])
+    assert first.tool_calls == [ToolCall("search", {"q": "cats"}, "call_echo_0_0", "function")]
+    answered = [
+        *asked,
+        ChatMessage("assistant", "", tool_calls=tuple(first.tool_calls)),
+        ChatMessage("tool", "3 cats found", tool_call_id="call_echo_0_0"),
+    ]
+    second = await EchoRunner().run(RunRequest(answered, options=options, tools=tools), deltas)
+
+    assert (second.text, second.tool_calls) == ("3 cats found", [])
+    assert "".join(deltas.parts) == "3 cats found"
+    again = [*answered, ChatMessage("user", "and dogs?")]
+    third = await EchoRunner().run(RunRequest(again, options=options, tools=tools), Deltas())
+    assert [call.id for call in third.tool_calls] == ["call_echo_1_0"]
 
 
 @pytest.mark.parametrize(

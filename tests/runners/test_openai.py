@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agenthub.config import Settings
-from agenthub.runners.base import ChatMessage, RunnerError, RunRequest, ToolCall
+from agenthub.runners.base import ChatMessage, RunnerError, RunRequest, ToolCall, ToolSpec
 from agenthub.runners.openai import OpenAIRunner
 from processes import free_port
 from runners.openai_server import (
@@ -146,6 +146,59 @@ async def test_tool_calls_are_assembled_from_split_chunks(
         ToolCall("search", "not json {", "call_1", "function"),
     ]
     assert server.chats[0].body["tools"] == tools
+
+
+async def test_tools_and_paired_tool_turns_are_sent_in_the_api_shape(
+    runner: OpenAIRunner, server: OpenAIServer
+) -> None:
+    server.then(reply("It is 21 degrees in Paris."))
+    weather = {"type": "object", "properties": {"city": {"type": "string"}}}
+    call = ToolCall("get_weather", {"city": "Paris"}, "call_a")
+    request = RunRequest(
+        messages=[
+            ChatMessage("user", "Weather in Paris?"),
+            ChatMessage("assistant", "", tool_calls=(call, ToolCall("clock", "not json", "b"))),
+            ChatMessage("tool", '{"temp": 21}', tool_call_id="call_a"),
+            ChatMessage("tool", "12:00", tool_call_id="b"),
+        ],
+        tools=[ToolSpec("get_weather", "Current weather", weather), ToolSpec("clock", None, {})],
+    )
+
+    completion = await runner.run(request, Deltas())
+
+    assert completion.text == "It is 21 degrees in Paris."
+    (sent,) = server.chats
+    assert sent.body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": weather,
+                "description": "Current weather",
+            },
+        },
+        {"type": "function", "function": {"name": "clock", "parameters": {}}},
+    ]
+    assert sent.body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "b",
+                    "type": "function",
+                    "function": {"name": "clock", "arguments": "not json"},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_a", "content": '{"temp": 21}'},
+        {"role": "tool", "tool_call_id": "b", "content": "12:00"},
+    ]
 
 
 @pytest.mark.parametrize(

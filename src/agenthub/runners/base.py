@@ -10,9 +10,33 @@ ChatRole = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A tool call the model made, recorded as a tool execution."""
+
+    name: str
+    arguments: Any
+    id: str | None = None
+    tool_type: str = "function"
+
+
+@dataclass(frozen=True)
 class ChatMessage:
+    """One turn. An assistant turn may carry the `tool_calls` it made; a `tool` turn answers
+    the call `tool_call_id` (a tool turn without one is a result from before calls had ids)."""
+
     role: ChatRole
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model: its name, what it does, the JSON Schema of its arguments."""
+
+    name: str
+    description: str | None
+    parameters: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -24,22 +48,14 @@ class RunRequest:
     options: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
     """The job's attempt number, from 1 (the echo runner's `fail_first` counts these)."""
+    tools: list[ToolSpec] = field(default_factory=list)
+    """The tools the model may call this step (none: it answers in text)."""
 
 
 @dataclass(frozen=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A tool call the model made, recorded as a tool execution."""
-
-    name: str
-    arguments: Any
-    id: str | None = None
-    tool_type: str = "function"
 
 
 @dataclass(frozen=True)

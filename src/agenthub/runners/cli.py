@@ -103,6 +103,12 @@ class CliRunner:
     async def run(self, request: RunRequest, on_delta: OnDelta) -> Completion:
         if not self.configured:
             raise RunnerError("runner 'cli' is not configured", transient=False)
+        if request.tools:
+            raise RunnerError(
+                "cli: a command-line model cannot call tools; give an agent with tools the "
+                "openai or echo runner",
+                transient=False,
+            )
         timeout = self.timeout(request.options)
         prompt = render_prompt(request.messages)
         argv = [*self.command, prompt] if self.settings.cli_prompt_mode == "argument" else []

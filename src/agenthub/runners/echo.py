@@ -6,8 +6,10 @@ it, so the deltas join to the exact text) and takes these options:
 - `delay_ms`: pause between chunks, so progress and cancellation can be seen;
 - `fail_first`: attempts numbered up to this many fail with a transient error before
   streaming, so retries can be seen;
-- `tool_calls`: `[{"name", "arguments"?, "tool_type"?}]` reported in the completion, so tool
-  tracking can be seen.
+- `tool_calls`: `[{"name", "arguments"?, "tool_type"?}]`. Offered no tools, it reports them
+  in the completion beside the echoed text. Offered tools, it plays a model that uses them:
+  it makes these calls (and writes nothing) until the turns after the last user message hold
+  tool results, then answers with those results, one per line.
 
 Token usage is an approximation: words, not model tokens (prompt: every message's words;
 completion: the words streamed).
@@ -19,6 +21,7 @@ import asyncio
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from agenthub import __version__
@@ -69,7 +72,22 @@ class EchoRunner:
                 f"echo: attempt {request.attempt} fails on purpose (fail_first={fail_first})",
                 transient=True,
             )
-        parts = chunks(last_user_message(request.messages))
+        if request.tools and tool_calls:
+            results = _tool_results(request.messages)
+            if not results:
+                step = sum(1 for m in request.messages if m.role == "assistant" and m.tool_calls)
+                return Completion(
+                    text="",
+                    usage=Usage(sum(word_count(m.content) for m in request.messages), 0),
+                    model=request.model or self.name,
+                    tool_calls=[
+                        replace(c, id=f"call_echo_{step}_{i}") for i, c in enumerate(tool_calls)
+                    ],
+                )
+            text, tool_calls = "\n".join(results), []
+        else:
+            text = last_user_message(request.messages)
+        parts = chunks(text)
         for index, part in enumerate(parts):
             if index and delay:
                 await asyncio.sleep(delay)
@@ -95,6 +113,17 @@ class EchoRunner:
             latency_ms=(time.perf_counter() - started) * 1000,
             breaker="closed",
         )
+
+
+def _tool_results(messages: list[ChatMessage]) -> list[str]:
+    """The tool results after the last user message."""
+    results: list[str] = []
+    for message in reversed(messages):
+        if message.role == "user":
+            break
+        if message.role == "tool":
+            results.append(message.content)
+    return results[::-1]
 
 
 def _invalid(message: str) -> RunnerError:

@@ -23,6 +23,7 @@ from agenthub.runners.base import (
     RunnerHealth,
     RunRequest,
     ToolCall,
+    ToolSpec,
     Usage,
 )
 from agenthub.runners.resilience import parse_retry_after
@@ -30,7 +31,12 @@ from agenthub.runners.resilience import parse_retry_after
 if TYPE_CHECKING:
     import openai
     from openai import AsyncOpenAI
-    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+    from openai.types.chat import (
+        ChatCompletionChunk,
+        ChatCompletionMessageParam,
+        ChatCompletionToolParam,
+    )
+    from openai.types.shared_params import FunctionDefinition
 
 # Request options passed through to the API; any other option is ignored, not sent.
 ALLOWED_OPTIONS = frozenset(
@@ -61,19 +67,57 @@ MAX_MESSAGE_CHARS = 500
 
 
 def chat_messages(messages: list[ChatMessage]) -> list[ChatCompletionMessageParam]:
-    """The request's messages in the API's shape. A `tool` message has no tool call id here,
-    which the API requires, so it is sent as a user message marked as a tool result."""
+    """The request's messages in the API's shape: an assistant turn with the tool calls it
+    made, each tool result paired with its call's id. A tool result without a call id (stored
+    before calls had ids), which the API would refuse, is sent as a user message marked as a
+    tool result."""
     out: list[ChatCompletionMessageParam] = []
     for message in messages:
         if message.role == "system":
             out.append({"role": "system", "content": message.content})
+        elif message.role == "assistant" and message.tool_calls:
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": message.content or None,
+                    "tool_calls": [
+                        {
+                            "id": call.id or f"call_{index}",
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": _json(call.arguments)},
+                        }
+                        for index, call in enumerate(message.tool_calls)
+                    ],
+                }
+            )
         elif message.role == "assistant":
             out.append({"role": "assistant", "content": message.content})
+        elif message.role == "tool" and message.tool_call_id is not None:
+            out.append(
+                {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+            )
         elif message.role == "tool":
             out.append({"role": "user", "content": f"Tool result:\n{message.content}"})
         else:
             out.append({"role": "user", "content": message.content})
     return out
+
+
+def tool_params(tools: list[ToolSpec]) -> list[ChatCompletionToolParam]:
+    """The tools offered, as the API's function tools."""
+    out: list[ChatCompletionToolParam] = []
+    for tool in tools:
+        function: FunctionDefinition = {"name": tool.name, "parameters": tool.parameters}
+        if tool.description:
+            function["description"] = tool.description
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def _json(arguments: Any) -> str:
+    """Arguments as the API carries them: a JSON text (a string the model sent that was no
+    JSON stays as it was)."""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
 def parse_arguments(raw: str) -> Any:
@@ -210,6 +254,8 @@ class OpenAIRunner:
         options = {k: v for k, v in request.options.items() if k in ALLOWED_OPTIONS}
         collected = _Collector()
         try:
+            if request.tools:
+                options["tools"] = tool_params(request.tools)
             stream = await client.chat.completions.create(
                 model=model,
                 messages=chat_messages(request.messages),
