@@ -54,7 +54,8 @@ SESSION_SQL = (
     "WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL"
 )
 MESSAGE_COLUMNS = (
-    "id, session_id, role, content, metadata, prompt_tokens, completion_tokens, created_at"
+    "id, session_id, role, content, metadata, prompt_tokens, completion_tokens, created_at, "
+    "tool_calls, tool_call_id"
 )
 PAGE_SQL = {
     order: f"SELECT {MESSAGE_COLUMNS} FROM messages "  # noqa: S608 - constant column list
@@ -179,6 +180,8 @@ def _message(row: Row) -> dict[str, Any]:
         "prompt_tokens": row["prompt_tokens"],
         "completion_tokens": row["completion_tokens"],
         "created_at": _iso(row["created_at"]),
+        "tool_calls": json.loads(row["tool_calls"]) if row["tool_calls"] else None,
+        "tool_call_id": row["tool_call_id"],
     }
 
 
@@ -224,6 +227,8 @@ async def append_message(conn: Connection, chat: Row, request: Request) -> Respo
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "created_at": _iso(now),
+        "tool_calls": None,
+        "tool_call_id": None,
     }
     return JSONResponse(message, status_code=201)
 

@@ -34,6 +34,8 @@ MESSAGE_FIELDS = {
     "prompt_tokens",
     "completion_tokens",
     "created_at",
+    "tool_calls",
+    "tool_call_id",
 }
 MANY = 250
 ROLES = ("user", "assistant", "system", "tool")

@@ -357,3 +357,79 @@ async def test_a_model_reply_with_a_lone_surrogate_is_stored_with_u_fffd(
             assert done["status"] == "completed", done
             stored = await messages_of(client, account, session["id"])
     assert [m["content"] for m in stored] == ["Say it", "Olá \ufffd fim"]
+
+
+async def test_tool_turns_reach_the_model_paired_by_call_id(
+    database_url: str, tmp_path: Path
+) -> None:
+    """An assistant turn's tool calls and the tool results that answer them (stored through
+    the API) reach the model as the API pairs them; a result without a call id stays text."""
+    call = {"id": "call_7", "name": "get_weather", "arguments": {"city": "Paris"}}
+    async with OpenAIServer() as model:
+        model.then(reply("21 degrees."))
+        settings = {"openai_base_url": model.base_url, "openai_api_key": "sk-reply-test"}
+        async with (
+            custom_app(database_url, tmp_path, **settings) as application,
+            asgi_client(application) as client,
+        ):
+            account = await register(client, "tool-turns@example.com")
+            agent = await new_agent(client, account, runner="openai")
+            session = await new_session(client, account, agent_id=agent["id"])
+            sid = session["id"]
+            await post_message(client, account, sid, "Weather in Paris?")
+            calls = await post_message(
+                client, account, sid, "Checking.", role="assistant", tool_calls=[call]
+            )
+            result = await post_message(
+                client, account, sid, '{"temp": 21}', role="tool", tool_call_id="call_7"
+            )
+            await post_message(client, account, sid, "an old result", role="tool")
+            _, done = await ask(client, account, sid, "So?")
+            assert done["status"] == "completed", done
+            stored = await messages_of(client, account, sid)
+    assert (calls["tool_calls"], calls["tool_call_id"]) == ([call], None)
+    assert (result["tool_calls"], result["tool_call_id"]) == (None, "call_7")
+    assert [(m["tool_calls"], m["tool_call_id"]) for m in stored[1:3]] == [
+        ([call], None),
+        (None, "call_7"),
+    ]
+    (sent,) = model.chats
+    assert sent.body["messages"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {
+                    "id": "call_7",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_7", "content": '{"temp": 21}'},
+        {"role": "user", "content": "Tool result:\nan old result"},
+        {"role": "user", "content": "So?"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"role": "user", "tool_calls": [{"id": "c", "name": "f"}]},
+        {"role": "tool", "tool_calls": [{"id": "c", "name": "f"}]},
+        {"role": "assistant", "tool_call_id": "c"},
+        {"role": "assistant", "tool_calls": [{"id": "", "name": "f"}]},
+    ],
+)
+async def test_tool_pairing_fields_belong_to_their_roles(
+    client: httpx.AsyncClient, account: Account, body: dict[str, Any]
+) -> None:
+    session = await new_session(client, account)
+    response = await client.post(
+        f"/v1/sessions/{session['id']}/messages",
+        json={"content": "x", **body},
+        headers=account.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert await messages_of(client, account, session["id"]) == []

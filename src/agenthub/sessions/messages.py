@@ -44,6 +44,8 @@ async def append_message(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     message_id: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    tool_call_id: str | None = None,
 ) -> Message:
     """Add a message; an archived session becomes active again (the chat goes on), which may
     archive the least recently active other one. A deleted session is 409.
@@ -65,6 +67,8 @@ async def append_message(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         now=now,
+        tool_calls=tool_calls,
+        tool_call_id=tool_call_id,
     )
     # Inserted as a row, not through the unit of work (a third of an append's time).
     await db.execute(_INSERT_MESSAGE, row)
@@ -98,6 +102,7 @@ async def append_to_active(unit: Unit, chat: Row, new: MessageCreate) -> Row:
         prompt_tokens=new.prompt_tokens,
         completion_tokens=new.completion_tokens,
         now=now,
+        **_tool_fields(new),
     )
     await unit.execute(_INSERT_MESSAGE, row)
     invalidate_cache_of(unit, chat["user_id"])
@@ -121,6 +126,8 @@ def _new_row(
     completion_tokens: int,
     now: datetime,
     message_id: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    tool_call_id: str | None = None,
 ) -> Row:
     """A new message's values by column name."""
     return {
@@ -133,6 +140,8 @@ def _new_row(
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "created_at": now,
+        "tool_calls": tool_calls,
+        "tool_call_id": tool_call_id,
     }
 
 
@@ -159,7 +168,14 @@ async def append_new(
         metadata=new.metadata,
         prompt_tokens=new.prompt_tokens,
         completion_tokens=new.completion_tokens,
+        **_tool_fields(new),
     )
+
+
+def _tool_fields(new: MessageCreate) -> dict[str, Any]:
+    """A client's message's tool call pairing, as `append_message` takes it."""
+    calls = None if new.tool_calls is None else [c.model_dump() for c in new.tool_calls]
+    return {"tool_calls": calls, "tool_call_id": new.tool_call_id}
 
 
 _INSERT_MESSAGE = insert(cast(Table, Message.__table__))

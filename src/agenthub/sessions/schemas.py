@@ -26,6 +26,9 @@ from agenthub.jobs.schemas import JobOut
 
 TOOL_TYPE_PATTERN = r"^[a-z][a-z0-9_.\-]{0,31}$"
 MAX_CONTENT = 100_000
+CALL_ID_MAX = 64
+TOOL_NAME_MAX = 200
+MAX_TOOL_CALLS = 128
 # Per message; the session totals add these up.
 MAX_TOKENS = 1_000_000
 MAX_TOOL_PAYLOAD = 1_048_576
@@ -144,6 +147,16 @@ class SessionStats(BaseModel):
 # Messages
 
 
+class MessageToolCall(BaseModel):
+    """A tool call an assistant turn made (the OpenAI Chat Completions pairing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=CALL_ID_MAX)
+    name: str = Field(min_length=1, max_length=TOOL_NAME_MAX)
+    arguments: Any = Field(default=None, description="The arguments, parsed when they were JSON")
+
+
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -152,6 +165,17 @@ class MessageCreate(BaseModel):
     metadata: JsonObject = Field(default_factory=dict)
     prompt_tokens: Tokens = 0
     completion_tokens: Tokens = 0
+    tool_calls: list[MessageToolCall] | None = Field(
+        default=None,
+        max_length=MAX_TOOL_CALLS,
+        description="The tool calls an assistant turn made (assistant messages only)",
+    )
+    tool_call_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=CALL_ID_MAX,
+        description="The call a tool result answers (tool messages only)",
+    )
     respond: bool = Field(
         default=False,
         description="Ask the session's agent to reply (user messages only); the response is "
@@ -165,6 +189,22 @@ class MessageCreate(BaseModel):
             raise ValueError("only a user message can ask for a reply")
         return respond
 
+    @field_validator("tool_calls")
+    @classmethod
+    def _only_assistants_call(
+        cls, calls: list[MessageToolCall] | None, info: ValidationInfo
+    ) -> list[MessageToolCall] | None:
+        if calls is not None and info.data.get("role") != "assistant":
+            raise ValueError("only an assistant message makes tool calls")
+        return calls
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _only_tools_answer(cls, call_id: str | None, info: ValidationInfo) -> str | None:
+        if call_id is not None and info.data.get("role") != "tool":
+            raise ValueError("only a tool message answers a tool call")
+        return call_id
+
 
 class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -177,6 +217,8 @@ class MessageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     created_at: datetime
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
 
 
 class SessionDetail(SessionOut):

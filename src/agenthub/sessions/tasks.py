@@ -10,9 +10,10 @@ stores the user's message; `POST /v1/jobs` may create it directly. A run reads:
   without an agent (created by `agent_type`) uses the server's default runner and no system
   prompt.
 - the last `HISTORY` messages up to and including the one answered, oldest first, after the
-  system prompt. User, assistant and system messages keep their role; a tool message reaches
-  the model as user text prefixed `Tool result:` (runners have no call id to pair it with);
-  empty messages are left out.
+  system prompt. User, assistant and system messages keep their role, an assistant message
+  its `tool_calls`; a tool message with a `tool_call_id` is the result of that call, one
+  without reaches the model as user text prefixed `Tool result:`; empty messages are left
+  out.
 
 The text streams as `message.delta` {job_id, reply_to, attempt, index, delta} on
 `session:{id}`. The reply is written in the transaction that completes the job, so it is
@@ -54,7 +55,7 @@ from agenthub.jobs.registry import job_kind
 from agenthub.realtime.channels import channel_family, owner_check
 from agenthub.runners.base import ChatMessage, ChatRole, Completion, RunRequest, ToolCall
 from agenthub.sessions.messages import append_message, last_messages
-from agenthub.sessions.schemas import TOOL_TYPE_PATTERN
+from agenthub.sessions.schemas import TOOL_NAME_MAX, TOOL_TYPE_PATTERN
 from agenthub.sessions.service import SESSION, purge_deleted_sessions
 from agenthub.sessions.tools import create_tool, progress_tool
 
@@ -62,7 +63,6 @@ KIND = REPLY_KIND
 HISTORY = 50
 """How many messages, up to the one answered, the model sees."""
 TOOL_PREFIX = "Tool result:\n"
-TOOL_NAME_MAX = 200
 _ROLES: dict[str, ChatRole] = {
     "user": "user",
     "assistant": "assistant",
@@ -145,11 +145,21 @@ async def _attribute(db: AsyncSession, job: Job, chat: ChatSession) -> None:
 
 
 def _chat_messages(system_prompt: str | None, history: list[Message]) -> list[ChatMessage]:
+    """The history as the model reads it: an assistant turn with the calls it made, a tool
+    result with the id of the call it answers. A tool result without one reaches the model
+    as user text (it has no call to be paired with)."""
     messages = [ChatMessage("system", system_prompt)] if system_prompt else []
     for message in history:
-        if message.content:
+        calls = tuple(
+            ToolCall(call["name"], call.get("arguments"), call["id"])
+            for call in message.tool_calls or ()
+        )
+        if message.role == "tool" and message.tool_call_id is not None:
+            messages.append(ChatMessage("tool", message.content, tool_call_id=message.tool_call_id))
+        elif message.content or calls:
             prefix = TOOL_PREFIX if message.role == "tool" else ""
-            messages.append(ChatMessage(_ROLES[message.role], prefix + message.content))
+            role = _ROLES[message.role]
+            messages.append(ChatMessage(role, prefix + message.content, tool_calls=calls))
     return messages
 
 

@@ -70,6 +70,10 @@ class Message(Owned, Base):
     prompt_tokens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     completion_tokens: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """An assistant turn's tool calls: `[{id, name, arguments}]`."""
+    tool_call_id: Mapped[str | None] = mapped_column(String(64))
+    """The call a `tool` turn answers."""
 
 
 class ToolExecution(Owned, Timestamped, Base):

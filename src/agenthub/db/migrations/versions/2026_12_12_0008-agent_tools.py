@@ -19,10 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("agents") as batch:
-        batch.add_column(sa.Column("tools", sa.JSON(), nullable=False, server_default="[]"))
+    # ADD COLUMN, not a batch: on SQLite a batch copies the table (dropping its triggers).
+    op.add_column("agents", sa.Column("tools", sa.JSON(), nullable=False, server_default="[]"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("agents") as batch:
-        batch.drop_column("tools")
+    op.drop_column("agents", "tools")
