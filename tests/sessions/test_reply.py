@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +339,22 @@ async def test_an_idempotent_replay_queues_one_reply(
     assert (await get_session(client, account, session["id"]))["message_count"] == 2
 
 
+@asynccontextmanager
+async def openai_session(
+    database_url: str, tmp_path: Path, model: OpenAIServer
+) -> AsyncIterator[tuple[httpx.AsyncClient, Account, str]]:
+    """A server whose openai runner is `model`, a user, and a session of their openai agent."""
+    settings = {"openai_base_url": model.base_url, "openai_api_key": "sk-reply-test"}
+    async with (
+        custom_app(database_url, tmp_path, **settings) as application,
+        asgi_client(application) as client,
+    ):
+        account = await register(client, "openai-reply@example.com")
+        agent = await new_agent(client, account, runner="openai")
+        session = await new_session(client, account, agent_id=agent["id"])
+        yield client, account, session["id"]
+
+
 async def test_a_model_reply_with_a_lone_surrogate_is_stored_with_u_fffd(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -345,17 +362,10 @@ async def test_a_model_reply_with_a_lone_surrogate_is_stored_with_u_fffd(
     could send it) is replaced before the reply is stored, not a failed job."""
     async with OpenAIServer() as model:
         model.then(reply("Olá \ud800 fim"))
-        settings = {"openai_base_url": model.base_url, "openai_api_key": "sk-reply-test"}
-        async with (
-            custom_app(database_url, tmp_path, **settings) as application,
-            asgi_client(application) as client,
-        ):
-            account = await register(client, "surrogate-reply@example.com")
-            agent = await new_agent(client, account, runner="openai")
-            session = await new_session(client, account, agent_id=agent["id"])
-            _, done = await ask(client, account, session["id"], "Say it")
+        async with openai_session(database_url, tmp_path, model) as (client, account, sid):
+            _, done = await ask(client, account, sid, "Say it")
             assert done["status"] == "completed", done
-            stored = await messages_of(client, account, session["id"])
+            stored = await messages_of(client, account, sid)
     assert [m["content"] for m in stored] == ["Say it", "Olá \ufffd fim"]
 
 
@@ -367,15 +377,7 @@ async def test_tool_turns_reach_the_model_paired_by_call_id(
     call = {"id": "call_7", "name": "get_weather", "arguments": {"city": "Paris"}}
     async with OpenAIServer() as model:
         model.then(reply("21 degrees."))
-        settings = {"openai_base_url": model.base_url, "openai_api_key": "sk-reply-test"}
-        async with (
-            custom_app(database_url, tmp_path, **settings) as application,
-            asgi_client(application) as client,
-        ):
-            account = await register(client, "tool-turns@example.com")
-            agent = await new_agent(client, account, runner="openai")
-            session = await new_session(client, account, agent_id=agent["id"])
-            sid = session["id"]
+        async with openai_session(database_url, tmp_path, model) as (client, account, sid):
             await post_message(client, account, sid, "Weather in Paris?")
             calls = await post_message(
                 client, account, sid, "Checking.", role="assistant", tool_calls=[call]
