@@ -31,6 +31,8 @@ def new_row(account: Account, session_id: str, message_id: str) -> dict[str, obj
         "prompt_tokens": 3,
         "completion_tokens": 0,
         "created_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        "tool_calls": [{"id": "call_1", "name": "lookup", "arguments": {"q": "é", "n": 2}}],
+        "tool_call_id": None,
     }
 
 
